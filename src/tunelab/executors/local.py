@@ -1,0 +1,250 @@
+"""Local processes: W worker slots, one fresh interpreter per trial.
+
+Each trial runs in its own session (process group), so stopping it also stops whatever it
+started (a training command), and it dies with the driver even on ``kill -9`` (the kernel's
+parent-death signal). Its stdout and stderr go to ``<trial_dir>/trial.log``. GPUs are handed
+out per trial through ``CUDA_VISIBLE_DEVICES``; CPU threads through ``OMP_NUM_THREADS`` etc.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from tunelab.executors.base import TrialSpec, tail
+from tunelab.executors.resources import GpuPool, cpus_per_trial as _cpus_for, visible_gpus
+from tunelab.trial import Ended, Event, Result, State
+from tunelab.worker import Resources
+
+LOG_NAME = "trial.log"
+_KILL_GRACE_S = 3.0
+
+
+@dataclass
+class _Running:
+    spec: TrialSpec
+    proc: subprocess.Popen
+    conn: Connection
+    slot: int
+    gpus: tuple[int, ...]
+    started: float
+    ended: Ended | None = None
+    stop_kind: str | None = None  # set when the driver ended it: timeout / interrupted
+    kill_at: float | None = None
+    log: Any = None
+    closed: bool = field(default=False)
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        objective: Any,
+        workers: int = 1,
+        *,
+        gpus_per_trial: float = 0.0,
+        cpus_per_trial: int | None = None,
+        gpus: list[int] | None = None,
+    ) -> None:
+        import cloudpickle
+
+        self.workers = workers
+        self.gpu_pool = GpuPool(list(gpus) if gpus is not None else (visible_gpus() if gpus_per_trial else []),
+                                gpus_per_trial)
+        self.cpus = _cpus_for(workers, cpus_per_trial)
+        self._objective_bytes = cloudpickle.dumps(objective)
+        self._running: dict[int, _Running] = {}
+        self._pending: list[Event] = []
+
+    # ---- protocol ------------------------------------------------------------------------
+
+    def capacity(self) -> int:
+        slots = min(self.workers, self.gpu_pool.slots())
+        return max(0, slots - len(self._running))
+
+    def launch(self, spec: TrialSpec) -> int:
+        gpus = self.gpu_pool.take()
+        if gpus is None:
+            raise RuntimeError("no GPU share is free; check capacity() before launch()")
+        slot = min(set(range(self.workers)) - {r.slot for r in self._running.values()})
+        spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        log = open(spec.trial_dir / LOG_NAME, "ab", buffering=0)
+        driver_sock, child_sock = socket.socketpair()
+        env = self._child_env(gpus)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunelab.executors._child", str(child_sock.fileno()), str(os.getpid())],
+            pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, cwd=os.getcwd(), start_new_session=True,
+        )
+        child_sock.close()
+        conn = Connection(driver_sock.detach())
+        resources = Resources(cpus=self.cpus, gpus=gpus, gpu_fraction=self.gpu_pool.per_trial)
+        conn.send(list(sys.path))
+        conn.send_bytes(self._payload(spec, resources))
+        self._running[spec.trial_id] = _Running(spec, proc, conn, slot, gpus, time.monotonic(), log=log)
+        return slot
+
+    def _payload(self, spec: TrialSpec, resources: Resources) -> bytes:
+        import pickle
+
+        import cloudpickle
+
+        # The objective was pickled once at construction; wrap it so it is not pickled per trial.
+        return cloudpickle.dumps({"spec": spec, "resources": resources,
+                                  "objective": _Preloaded(self._objective_bytes)}, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _child_env(self, gpus: tuple[int, ...]) -> dict[str, str]:
+        env = dict(os.environ)
+        threads = str(self.cpus)
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
+                   TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        if self.gpu_pool.per_trial > 0 or self.gpu_pool.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        return env
+
+    def poll(self, timeout: float) -> list[Event]:
+        self._enforce_deadlines()
+        if not self._pending and self._running:
+            conns = [r.conn for r in self._running.values() if not r.closed]
+            wait_s = min([timeout] + [max(0.0, d) for d in self._next_deadlines()])
+            for conn in wait(conns, timeout=wait_s) if conns else []:
+                self._read(conn)
+            self._enforce_deadlines()
+        elif not self._running and not self._pending:
+            time.sleep(min(timeout, 0.05))
+        events, self._pending = self._pending, []
+        return events
+
+    def reply(self, trial_id: int, stop: bool) -> None:
+        run = self._running.get(trial_id)
+        if run is not None and not run.closed:
+            try:
+                run.conn.send(stop)
+            except OSError:
+                pass  # the trial died meanwhile; its end is reported by poll
+
+    def stop(self, trial_id: int) -> None:
+        run = self._running.get(trial_id)
+        if run is not None and run.stop_kind is None:
+            self._signal(run, signal.SIGTERM, "interrupted")
+
+    def shutdown(self) -> None:
+        for run in list(self._running.values()):
+            self._signal(run, signal.SIGTERM, run.stop_kind or "interrupted")
+        deadline = time.monotonic() + _KILL_GRACE_S
+        for run in list(self._running.values()):
+            try:
+                run.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            self._killpg(run, signal.SIGKILL)
+            run.proc.wait()
+            self._finish(run)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _read(self, conn: Connection) -> None:
+        run = next(r for r in self._running.values() if r.conn is conn)
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message[0] == "result":
+                    if run.stop_kind is None:
+                        self._pending.append(Result(run.spec.trial_id, message[1], message[2]))
+                    else:
+                        conn.send(True)
+                elif message[0] == "ended":
+                    run.ended = message[1]
+        except (EOFError, OSError):
+            run.closed = True
+            self._reap(run)
+
+    def _reap(self, run: _Running) -> None:
+        try:
+            code = run.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._killpg(run, signal.SIGKILL)
+            code = run.proc.wait()
+        self._killpg(run, signal.SIGKILL)  # anything the trial left behind in its session
+        trial_id = run.spec.trial_id
+        if run.stop_kind == "timeout":
+            event = Ended(trial_id, State.FAILED, _last(run), "timeout",
+                          f"trial exceeded its time limit of {run.spec.timeout:g} s")
+        elif run.stop_kind == "interrupted":
+            event = Ended(trial_id, State.FAILED, _last(run), "interrupted", "stopped by the tuner")
+        elif run.ended is not None:
+            event = run.ended
+        else:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            if code == -signal.SIGKILL:
+                how += " (the kernel's out-of-memory killer does this when RAM runs out)"
+            kind = "crash"
+            log_tail = tail(run.spec.trial_dir / LOG_NAME)
+            event = Ended(trial_id, State.FAILED, {}, kind, f"trial process {how}.\n{log_tail}".strip())
+        self._pending.append(event)
+        self._finish(run)
+
+    def _finish(self, run: _Running) -> None:
+        if self._running.pop(run.spec.trial_id, None) is None:
+            return
+        self.gpu_pool.give_back(run.gpus)
+        try:
+            run.conn.close()
+        except OSError:
+            pass
+        if run.log is not None:
+            run.log.close()
+
+    def _next_deadlines(self) -> list[float]:
+        now = time.monotonic()
+        out = []
+        for run in self._running.values():
+            if run.spec.timeout and run.stop_kind is None:
+                out.append(run.started + run.spec.timeout - now)
+            if run.kill_at is not None:
+                out.append(run.kill_at - now)
+        return out
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for run in list(self._running.values()):
+            if run.spec.timeout and run.stop_kind is None and now >= run.started + run.spec.timeout:
+                self._signal(run, signal.SIGKILL, "timeout")
+            elif run.kill_at is not None and now >= run.kill_at:
+                self._killpg(run, signal.SIGKILL)
+                run.kill_at = None
+
+    def _signal(self, run: _Running, sig: int, kind: str) -> None:
+        run.stop_kind = kind
+        self._killpg(run, sig)
+        if sig != signal.SIGKILL:
+            run.kill_at = time.monotonic() + _KILL_GRACE_S
+
+    @staticmethod
+    def _killpg(run: _Running, sig: int) -> None:
+        try:
+            os.killpg(run.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Preloaded:
+    """An already pickled objective, unpickled in the trial process."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import pickle
+
+        return (pickle.loads, (self.data,))
+
+
+def _last(run: _Running) -> dict[str, float]:
+    return dict(run.ended.metrics) if run.ended is not None else {}

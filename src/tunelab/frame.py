@@ -1,0 +1,58 @@
+"""The trials table: a row per trial, params as values, metrics, state, timing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from tunelab.metrics import MetricSet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tunelab.study import TrialInfo
+
+
+def trial_rows(trials: Sequence["TrialInfo"], metrics: MetricSet) -> list[dict[str, Any]]:
+    """Plain dict rows (JSON-ready): number, state, failure kind, params, metrics, duration."""
+    param_names: list[str] = []
+    for t in trials:
+        for name in t.config:
+            if name not in param_names:
+                param_names.append(name)
+    metric_names = metrics.names() + sorted(
+        {m for t in trials for m in t.metrics} - set(metrics.names())
+    )
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.value,
+            "failure_kind": t.failure_kind,
+        }
+        for name in param_names:
+            row[f"params.{name}"] = t.config.get(name)
+        for name in metric_names:
+            row[name] = t.metrics.get(name)
+        primary = metrics.primary
+        best = t.best_report(primary.name, primary.goal)
+        row[f"best_{primary.name}"] = best.metrics[primary.name] if best else None
+        row["best_step"] = best.step if best else None
+        row["feasible"] = t.feasible
+        row["start"] = t.start.isoformat(timespec="seconds") if t.start else None
+        row["end"] = t.end.isoformat(timespec="seconds") if t.end else None
+        row["duration_s"] = round(t.duration, 3) if t.duration is not None else None
+        row["slot"] = t.slot
+        row["parent"] = t.parent
+        row["retry_of"] = t.retry_of
+        rows.append(row)
+    return rows
+
+
+def trials_frame(trials: Sequence["TrialInfo"], metrics: MetricSet) -> "pd.DataFrame":
+    import pandas as pd
+
+    frame = pd.DataFrame(trial_rows(trials, metrics))
+    for column in ("start", "end"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column])
+    return frame
