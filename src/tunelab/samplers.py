@@ -61,13 +61,10 @@ def make_sampler(
     kwargs: dict[str, Any] = {"seed": seed}
     if name == "tpe":
         kwargs.update(multivariate=True, group=space.has_conditions, constant_liar=workers > 1)
-        kwargs["warn_independent_sampling"] = False
     elif name == "qmc":
-        kwargs.update(qmc_type="sobol", scramble=True, warn_independent_sampling=False)
+        kwargs.update(qmc_type="sobol", scramble=True)
     elif name == "grid":
         kwargs["search_space"] = space.grid()
-    elif name == "gp":
-        kwargs["warn_independent_sampling"] = False
     options = dict(options or {})
     valid = set(inspect.signature(cls).parameters) - {"seed", "search_space"}
     unknown = set(options) - valid

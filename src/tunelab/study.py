@@ -141,19 +141,22 @@ class StudyView:
     def trials(self) -> list[TrialInfo]:
         return [trial_info(t, self.metrics) for t in self.optuna_study.get_trials(deepcopy=False)]
 
-    def best_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
-        """The best feasible complete trial (single objective) or the Pareto front."""
+    def ranked_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
+        """Complete trials that meet every constraint, best first (by the first objective)."""
         pool = [t for t in (trials if trials is not None else self.trials())
                 if t.state == State.COMPLETE and t.feasible and t.values is not None
                 and all(math.isfinite(v) for v in t.values)]
-        if not pool:
+        sign = -1.0 if self.metrics.primary.goal == "maximize" else 1.0
+        return sorted(pool, key=lambda t: (sign * (t.values or (0.0,))[0], t.number))
+
+    def best_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
+        """The best feasible complete trial (single objective) or the Pareto front."""
+        ranked = self.ranked_trials(trials)
+        if not ranked:
             return []
         if self.metrics.is_multi_objective:
-            return sorted(pareto_front(pool, self.metrics.directions), key=lambda t: t.number)
-        goal = self.metrics.primary.goal
-        pick = max if goal == "maximize" else min
-        best = pick(pool, key=lambda t: (t.values or (math.nan,))[0])
-        return [best]
+            return sorted(pareto_front(ranked, self.metrics.directions), key=lambda t: t.number)
+        return ranked[:1]
 
     @property
     def best_trial(self) -> TrialInfo | None:

@@ -1,0 +1,350 @@
+"""The loop: ask the sampler (or the scheduler), launch on the executor, route results.
+
+The tuner is the only place that touches both the search (sampler, scheduler) and the
+executor, and the only writer of trial results. Every result is written to storage before it
+is acted on, so killing the driver at any moment loses nothing: the next run marks trials
+that were running as ``failed: interrupted`` and queues their configs again, once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from tunelab.driver import driver_alive, this_driver
+from tunelab.executors.base import TrialSpec
+from tunelab.metrics import MetricSet
+from tunelab.schedulers.base import Decision
+from tunelab.space import Space
+from tunelab.study import REPORT_PREFIX, StudyView
+from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tunelab.executors.base import Executor
+    from tunelab.schedulers.base import Scheduler
+
+FAILURE_CONSTRAINT = "tunelab_failure"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    running: int
+    complete: int
+    pruned: int
+    failed: int
+    best: float | None
+    elapsed_s: float
+    eta_s: float | None
+    last: str = ""
+
+
+@dataclass
+class _Live:
+    trial: "optuna.trial.Trial"
+    record: TrialRecord
+    slot: int
+    trial_dir: Path
+    optuna_step: int = -1
+    pruned: bool = False
+    started: float = 0.0
+
+
+class Tuner:
+    def __init__(
+        self,
+        *,
+        study: "optuna.Study",
+        space: Space,
+        metrics: MetricSet,
+        executor: "Executor",
+        scheduler: "Scheduler",
+        trial_root: Path,
+        trials: int | None = None,
+        time_s: float | None = None,
+        target: float | None = None,
+        trial_timeout_s: float | None = None,
+        keep_checkpoints: int = 3,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.study = study
+        self.storage = study._storage
+        self.space = space
+        self.metrics = metrics
+        self.executor = executor
+        self.scheduler = scheduler
+        self.trial_root = Path(trial_root)
+        self.trials = trials
+        self.time_s = time_s
+        self.target = target
+        self.trial_timeout_s = trial_timeout_s
+        self.keep_checkpoints = keep_checkpoints
+        self.on_progress = on_progress
+        self.driver = this_driver()
+        self._live: dict[int, _Live] = {}
+        self._finished: list[TrialRecord] = []
+        self._counts = {State.COMPLETE: 0, State.PRUNED: 0, State.FAILED: 0}
+        self._durations: list[float] = []
+        self._best: float | None = None
+        self._ranked: list[tuple[float, int, str]] = []  # (score, number, dir) of feasible complete trials
+        self._started = time.monotonic()
+        self._stopping = False
+        self._last_message = ""
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def run(self) -> StudyView:
+        self._started = time.monotonic()
+        self._recover_interrupted()
+        self._load_finished()
+        try:
+            while True:
+                self._check_stop_conditions()
+                while not self._stopping and self.executor.capacity() > 0 and self._budget_left():
+                    if not self._launch_next():
+                        break
+                if not self._live:
+                    break
+                for event in self.executor.poll(0.5):
+                    self._handle(event)
+                self._emit_progress()
+        finally:
+            self._shutdown()
+        return StudyView(self.study)
+
+    def _budget_left(self) -> bool:
+        if self.trials is None:
+            return True
+        return self._counted_trials() < self.trials
+
+    def _counted_trials(self) -> int:
+        """Trials that use up the budget: finished (but interrupted ones) and running, from storage."""
+        from optuna.trial import TrialState
+
+        n = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.WAITING:
+                continue
+            if (t.user_attrs.get("failure") or {}).get("kind") == "interrupted":
+                continue
+            n += 1
+        return n
+
+    def _check_stop_conditions(self) -> None:
+        if self._stopping:
+            return
+        reason = None
+        if self.time_s is not None and time.monotonic() - self._started >= self.time_s:
+            reason = "time budget reached"
+        elif self.target is not None and self._best is not None and not self.metrics.primary.better(self.target, self._best):
+            reason = f"target {self.target:g} reached"
+        if reason:
+            self._stopping = True
+            self._last_message = reason
+            for trial_id in list(self._live):
+                self.executor.stop(trial_id)
+
+    # ---- launching -------------------------------------------------------------------------
+
+    def _launch_next(self) -> bool:
+        sampler = self.study.sampler
+        suggestion = self.scheduler.suggest(tuple(self._finished) + tuple(l.record for l in self._live.values()))
+        parent: int | None = None
+        if suggestion is not None:
+            self.study.enqueue_trial(self.space.coerce(suggestion.config), skip_if_exists=False)
+            parent = suggestion.from_checkpoint
+        elif hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study) and not self._has_waiting():
+            return False
+        trial = self.study.ask()
+        config = self.space.sample(trial)
+        number = trial.number
+        trial_dir = self.trial_root / f"trial_{number:04d}"
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        (trial_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        from_checkpoint = None
+        if parent is not None:
+            from_checkpoint = self.trial_root / f"trial_{parent:04d}" / "checkpoint"
+        spec = TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s)
+        slot = self.executor.launch(spec)
+        run = {"slot": slot, "dir": str(trial_dir), "driver": self.driver}
+        if parent is not None:
+            run["parent"] = parent
+        self.storage.set_trial_user_attr(trial._trial_id, "config", config)
+        self.storage.set_trial_user_attr(trial._trial_id, "run", run)
+        record = TrialRecord(number, config, State.RUNNING, (), None, parent)
+        self._live[number] = _Live(trial, record, slot, trial_dir, started=time.monotonic())
+        return True
+
+    def _has_waiting(self) -> bool:
+        from optuna.trial import TrialState
+
+        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        live = self._live.get(event.trial_id)
+        if live is None:
+            return
+        if isinstance(event, Result):
+            self._on_result(live, event)
+        else:
+            self._on_end(live, event)
+
+    def _on_result(self, live: _Live, event: Result) -> None:
+        tid = live.trial._trial_id
+        index = len(live.record.history)
+        self.storage.set_trial_system_attr(
+            tid, f"{REPORT_PREFIX}{index}", {"s": event.step, "m": dict(event.metrics), "t": time.time()}
+        )
+        primary = event.metrics.get(self.metrics.primary.name)
+        if not self.metrics.is_multi_objective and primary is not None and math.isfinite(primary):
+            step = float(event.step)
+            candidate = int(step) if step.is_integer() else -1
+            live.optuna_step = candidate if candidate > live.optuna_step else live.optuna_step + 1
+            self.storage.set_trial_intermediate_value(tid, live.optuna_step, primary)
+        live.record = replace(live.record, history=live.record.history + (Report(event.step, dict(event.metrics)),))
+        stop = self.scheduler.on_result(live.record, event.step, event.metrics) == Decision.STOP
+        live.pruned = live.pruned or stop
+        self.executor.reply(event.trial_id, stop)
+
+    def _on_end(self, live: _Live, event: Ended) -> None:
+        from optuna.trial import TrialState
+
+        self._live.pop(event.trial_id)
+        metrics = dict(event.metrics)
+        if "__value__" in metrics:
+            metrics[self.metrics.primary.name] = metrics.pop("__value__")
+        state, kind, message = event.state, event.kind, event.message
+        values: list[float] | None = None
+        if state == State.COMPLETE:
+            missing = [m.name for m in self.metrics.objectives if m.name not in metrics]
+            if missing:
+                state, kind = State.FAILED, "crash"
+                message = (f"the objective returned no value for `{missing[0]}` (got {sorted(metrics) or 'nothing'}); "
+                           f"return it or report it")
+            else:
+                values = [metrics[m.name] for m in self.metrics.objectives]
+                if not all(math.isfinite(v) for v in values):
+                    state, kind, message = State.FAILED, "nan", "the objective value is not finite"
+        tid = live.trial._trial_id
+        if metrics:
+            self.storage.set_trial_user_attr(tid, "metrics", metrics)
+        if state == State.FAILED:
+            kind = kind or "crash"
+            self.storage.set_trial_user_attr(tid, "failure", {"kind": kind, "message": message[-4000:]})
+        if state == State.COMPLETE:
+            for constraint in self.metrics.constraints:
+                self.storage.set_trial_system_attr(tid, f"constraints:{constraint.name}",
+                                                   float(min(constraint.violation(metrics.get(constraint.name)), 1e300)))
+            self.study.tell(live.trial, values)
+        elif state == State.PRUNED:
+            self.study.tell(live.trial, state=TrialState.PRUNED)
+        elif kind in LEARNABLE_FAILURES:
+            # Told as pruned with a violated constraint: samplers learn to avoid this region.
+            self.storage.set_trial_system_attr(tid, f"constraints:{FAILURE_CONSTRAINT}", 1.0)
+            self.study.tell(live.trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(live.trial, state=TrialState.FAIL)
+        if kind == "interrupted":
+            self._requeue(live.record.trial_id, live.record.config, retried=self._is_retry(live.trial))
+        record = replace(live.record, state=state, failure_kind=kind)
+        self._finished.append(record)
+        self.scheduler.on_end(record)
+        self._counts[state] += 1
+        self._durations.append(time.monotonic() - live.started)
+        feasible = state == State.COMPLETE and self.metrics.feasible(metrics)
+        if feasible and values and not self.metrics.is_multi_objective:
+            if self._best is None or self.metrics.primary.better(values[0], self._best):
+                self._best = values[0]
+        self._last_message = f"trial {event.trial_id} {state.value}" + (f": {kind}" if kind else "")
+        self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
+
+    # ---- resume ----------------------------------------------------------------------------
+
+    def _recover_interrupted(self) -> None:
+        """Trials left running by a driver that died: mark them interrupted, queue them again."""
+        from optuna.trial import TrialState
+
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            driver = (t.user_attrs.get("run") or {}).get("driver")
+            if driver_alive(driver) is not False:
+                continue  # its driver still runs (here or on another machine)
+            self.storage.set_trial_user_attr(t._trial_id, "failure", {
+                "kind": "interrupted", "message": "the driver stopped while this trial ran"})
+            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            self._requeue(t.number, t.user_attrs.get("config") or t.params, retried="retry_of" in t.user_attrs)
+
+    def _is_retry(self, trial: "optuna.trial.Trial") -> bool:
+        return "retry_of" in self.storage.get_trial_user_attrs(trial._trial_id)
+
+    def _requeue(self, number: int, config: Mapping[str, Any], retried: bool) -> None:
+        if retried:
+            return  # a config is re-queued once; a second interruption is final
+        params = {k: v for k, v in config.items() if k in self.space.searched}
+        self.study.enqueue_trial(params, user_attrs={"retry_of": number})
+
+    def _load_finished(self) -> None:
+        view = StudyView(self.study)
+        for info in view.trials():
+            if info.state in (State.COMPLETE, State.PRUNED, State.FAILED):
+                self._finished.append(TrialRecord(info.number, info.config, info.state, info.history,
+                                                  info.failure_kind, info.parent))
+        best = view.best_trial
+        if best is not None and not self.metrics.is_multi_objective:
+            self._best = best.values[0] if best.values else None
+            sign = 1.0 if self.metrics.primary.goal == "maximize" else -1.0
+            ranked = view.ranked_trials()
+            self._ranked = [(sign * t.values[0], t.number, t.trial_dir or "") for t in ranked][: self.keep_checkpoints]
+
+    # ---- retention and shutdown -------------------------------------------------------------
+
+    def _apply_retention(self, number: int, trial_dir: str, values: list[float] | None) -> None:
+        """Keep the checkpoints of the best k trials; delete the rest as trials finish."""
+        if self.metrics.is_multi_objective:
+            view = StudyView(self.study)
+            front = {t.number for t in view.best_trials()}
+            dropped = [t.trial_dir for t in view.trials()
+                       if t.number not in front and t.trial_dir and t.state not in (State.RUNNING, State.WAITING)]
+        elif values is None:
+            dropped = [trial_dir]
+        else:
+            sign = 1.0 if self.metrics.primary.goal == "maximize" else -1.0
+            self._ranked.append((sign * values[0], number, trial_dir))
+            self._ranked.sort(key=lambda r: (-r[0], r[1]))
+            dropped = [d for _, _, d in self._ranked[self.keep_checkpoints:]]
+            self._ranked = self._ranked[: self.keep_checkpoints]
+        for directory in dropped:
+            checkpoint = Path(directory) / "checkpoint"
+            if checkpoint.exists():
+                shutil.rmtree(checkpoint, ignore_errors=True)
+
+    def _shutdown(self) -> None:
+        try:
+            self.executor.shutdown()
+        finally:
+            # Whatever still runs is recorded as interrupted, so storage never says "running".
+            for number, live in list(self._live.items()):
+                self._on_end(live, Ended(number, State.FAILED, live.record.history[-1].metrics
+                                         if live.record.history else {}, "interrupted", "the study was stopped"))
+            self._emit_progress()
+
+    def _emit_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        eta = None
+        if self._durations and self.trials is not None:
+            remaining = max(0, self.trials - self._counted_trials())
+            workers = max(1, len(self._live) or 1)
+            eta = remaining * (sum(self._durations) / len(self._durations)) / workers
+        self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
+                                  self._counts[State.FAILED], self._best, time.monotonic() - self._started, eta,
+                                  self._last_message))
