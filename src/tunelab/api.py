@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from tunelab.config import Execution, StudyConfig, parse_budget, parse_execution, parse_search
 from tunelab.errors import ConfigError
@@ -92,7 +92,12 @@ def effective_trials(config: StudyConfig) -> int | None:
     return None
 
 
-def run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] | None = None) -> StudyView:
+def run_study(
+    config: StudyConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> StudyView:
     """Validate everything, then create or resume the study and run it to its budget."""
     import optuna
 
@@ -129,7 +134,7 @@ def run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] | 
     tuner = Tuner(study=study, space=config.space, metrics=config.metrics, executor=executor, scheduler=scheduler,
                   trial_root=trial_root, trials=trials, time_s=config.budget.time_s, target=config.budget.target,
                   trial_timeout_s=execution.timeout_s, keep_checkpoints=execution.keep_checkpoints,
-                  on_progress=on_progress)
+                  on_progress=on_progress, callbacks=callbacks)
     return tuner.run()
 
 

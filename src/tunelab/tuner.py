@@ -14,14 +14,15 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from tunelab.callbacks import CallbackList
 from tunelab.driver import driver_alive, this_driver
 from tunelab.executors.base import TrialSpec
 from tunelab.metrics import MetricSet
 from tunelab.schedulers.base import Decision
 from tunelab.space import Space
-from tunelab.study import REPORT_PREFIX, StudyView
+from tunelab.study import REPORT_PREFIX, StudyView, trial_info
 from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class Tuner:
         trial_timeout_s: float | None = None,
         keep_checkpoints: int = 3,
         on_progress: Callable[[Progress], None] | None = None,
+        callbacks: Sequence[Any] = (),
     ) -> None:
         self.study = study
         self.storage = study._storage
@@ -88,6 +90,7 @@ class Tuner:
         self.trial_timeout_s = trial_timeout_s
         self.keep_checkpoints = keep_checkpoints
         self.on_progress = on_progress
+        self.callbacks = CallbackList(callbacks)
         self.driver = this_driver()
         self._live: dict[int, _Live] = {}
         self._finished: list[TrialRecord] = []
@@ -105,6 +108,8 @@ class Tuner:
         self._started = time.monotonic()
         self._recover_interrupted()
         self._load_finished()
+        if self.callbacks:
+            self.callbacks.call("on_study_start", StudyView(self.study))
         try:
             while True:
                 self._check_stop_conditions()
@@ -118,6 +123,8 @@ class Tuner:
                 self._emit_progress()
         finally:
             self._shutdown()
+            if self.callbacks:
+                self.callbacks.call("on_study_end", StudyView(self.study))
         return StudyView(self.study)
 
     def _budget_left(self) -> bool:
@@ -181,6 +188,7 @@ class Tuner:
         self.storage.set_trial_user_attr(trial._trial_id, "run", run)
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
         self._live[number] = _Live(trial, record, slot, trial_dir, started=time.monotonic())
+        self.callbacks.call("on_trial_start", number, config)
         return True
 
     def _has_waiting(self) -> bool:
@@ -215,6 +223,7 @@ class Tuner:
         stop = self.scheduler.on_result(live.record, event.step, event.metrics) == Decision.STOP
         live.pruned = live.pruned or stop
         self.executor.reply(event.trial_id, stop)
+        self.callbacks.call("on_result", event.trial_id, event.step, dict(event.metrics))
 
     def _on_end(self, live: _Live, event: Ended) -> None:
         from optuna.trial import TrialState
@@ -267,6 +276,8 @@ class Tuner:
                 self._best = values[0]
         self._last_message = f"trial {event.trial_id} {state.value}" + (f": {kind}" if kind else "")
         self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
+        if self.callbacks:
+            self.callbacks.call("on_trial_end", trial_info(self.storage.get_trial(tid), self.metrics))
 
     # ---- resume ----------------------------------------------------------------------------
 

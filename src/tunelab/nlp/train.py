@@ -1,0 +1,315 @@
+"""The training loop: plain PyTorch, one trial, reporting each evaluation to the scheduler.
+
+Per optimizer update the loop takes ``gradient_accumulation_steps`` length-grouped batches of
+``per_device_train_batch_size`` examples, splits them into micro-batches (the batch itself until
+memory runs out), and sums the per-example losses divided by the update's example count, so
+the accumulated gradient is the full batch's mean whatever the micro-batch. On CUDA
+out-of-memory it frees memory, halves the micro-batch (twice the accumulation, same effective
+batch) and redoes the update; below one example the trial fails as ``oom``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tunelab.errors import ConfigError, TrialFailed, TrialPruned
+from tunelab.nlp.batching import grouped_batches, pad_batch, sorted_batches, to_tensors
+from tunelab.nlp.cache import TokenCache, TokenizedSplit
+from tunelab.nlp.checkpoint import save_checkpoint, versions
+from tunelab.nlp.metrics import EVAL_METRICS, classification_metrics
+from tunelab.nlp.model import Precision, choose_device, choose_precision, load_model, make_optimizer, quiet_transformers
+from tunelab.nlp.settings import TrainSettings
+
+log = logging.getLogger("tunelab.nlp")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Injected failures for tests; they drive the real recovery paths on a CPU.
+
+    ``oom_above_micro_batch``: a forward pass on more examples raises ``torch.OutOfMemoryError``.
+    ``nan_at_update``: the loss of this optimizer update (1-based) becomes NaN.
+    """
+
+    oom_above_micro_batch: int | None = None
+    nan_at_update: int | None = None
+
+    @classmethod
+    def from_config(cls, raw: Any, field_name: str = "objective.fault_injection") -> Faults:
+        if isinstance(raw, Faults):
+            return raw
+        raw = dict(raw or {})
+        known = [f.name for f in fields(cls)]
+        for key, value in raw.items():
+            if key not in known:
+                raise ConfigError(f"{field_name}.{key}", "is not a fault to inject.", f"use one of {known}.")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ConfigError(f"{field_name}.{key}", f"is {value!r}, but must be a non-negative integer.")
+        return cls(**raw)
+
+    def check_batch(self, size: int) -> None:
+        if self.oom_above_micro_batch is not None and size > self.oom_above_micro_batch:
+            raise torch.OutOfMemoryError(f"injected: micro-batch of {size} > {self.oom_above_micro_batch}")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything one trial needs besides its hyperparameters (``settings``)."""
+
+    model: str
+    cache: TokenCache
+    settings: TrainSettings
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    eval_steps: int | None = None
+    eval_batch_size: int = 64
+    device: str = "auto"
+    select: tuple[str, str] = ("accuracy", "maximize")  # which evaluation is the best one
+    faults: Faults = Faults()
+
+
+def free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def evaluate(model: Any, split: TokenizedSplit, batch_size: int, pad_id: int, precision: Precision,
+             num_labels: int, faults: Faults = Faults()) -> dict[str, float]:
+    """Metrics on ``split`` (length-sorted batches); halves the batch on out-of-memory."""
+    size = batch_size
+    while True:
+        oom = False
+        try:
+            return _evaluate_once(model, split, size, pad_id, precision, num_labels, faults)
+        except torch.OutOfMemoryError:
+            oom = True  # handled below, once the traceback (and its tensors) is gone
+        if oom:
+            free_memory(precision.device)
+            if size <= 1:
+                raise TrialFailed("oom", "out of memory evaluating a single example")
+            size //= 2
+            log.warning("out of memory in evaluation; retrying with batch %d", size)
+
+
+def _evaluate_once(model: Any, split: TokenizedSplit, batch_size: int, pad_id: int, precision: Precision,
+                   num_labels: int, faults: Faults) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    preds, order = [], []
+    loss_sum = torch.zeros((), device=precision.device)
+    with torch.inference_mode():
+        for indices in sorted_batches(split.lengths, batch_size):
+            faults.check_batch(len(indices))
+            inputs = to_tensors(pad_batch(split, indices, pad_id), precision.device)
+            labels = inputs.pop("labels")
+            with precision.autocast():
+                logits = model(**inputs).logits.float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            preds.append(logits.argmax(-1))
+            order.append(indices)
+    model.train(was_training)
+    predicted = torch.cat(preds).cpu().numpy()
+    labels_np = np.asarray(split.labels)[np.concatenate(order)]
+    return classification_metrics(labels_np, predicted, num_labels, loss_sum.item() / max(1, len(split)))
+
+
+class TrainLoop:
+    """One trial's training; ``run()`` returns the best evaluation's metrics."""
+
+    def __init__(self, job: TrainJob, reporter: Any) -> None:
+        self.job, self.reporter, self.s = job, reporter, job.settings
+        self.device = choose_device(job.device)
+        torch.set_num_threads(max(1, int(reporter.resources.cpus)))
+        torch.manual_seed(self.s.seed)  # the new classifier head and dropout
+        self.rng = np.random.default_rng(self.s.seed)  # the batch order
+        self.train_split = job.cache.split("train")
+        self.val_split = job.cache.split("validation")
+        self.train_lengths = np.asarray(self.train_split.lengths)
+        source = str(reporter.from_checkpoint) if reporter.from_checkpoint else job.model
+        self.model = load_model(source, job.cache.label_names, self.s, job.model_kwargs, job.cache.pad_id)
+        self.model.to(self.device).train()
+        self.precision = choose_precision(self.device)
+        self.optimizer = make_optimizer(self.model, self.s, self.device)
+        batches = math.ceil(len(self.train_split) / self.s.per_device_train_batch_size)
+        self.updates_per_epoch = math.ceil(batches / self.s.gradient_accumulation_steps)
+        self.total_updates = max(1, math.ceil(self.s.num_train_epochs * self.updates_per_epoch))
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(self.s.lr_scheduler_type, self.optimizer,
+                                       num_warmup_steps=math.ceil(self.s.warmup_ratio * self.total_updates),
+                                       num_training_steps=self.total_updates)
+        self.micro = self.s.per_device_train_batch_size
+        self.train_seconds = 0.0
+        self.samples = 0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.loss_count = 0
+        self.best: tuple[float, dict[str, float]] | None = None
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        update = 0
+        gas = self.s.gradient_accumulation_steps
+        while update < self.total_updates:
+            batches = grouped_batches(self.train_lengths, self.s.per_device_train_batch_size, self.rng)
+            for start in range(0, len(batches), gas):
+                started = time.perf_counter()
+                group = batches[start:start + gas]
+                self._update(group, update + 1)
+                update += 1
+                self.samples += sum(len(b) for b in group)
+                self.train_seconds += time.perf_counter() - started
+                if self._eval_due(update):
+                    self._evaluate_and_report(update)
+                if update >= self.total_updates:
+                    break
+                if self.reporter.should_stop():
+                    raise TrialPruned()
+        return self._result()
+
+    def _eval_due(self, update: int) -> bool:
+        every = self.job.eval_steps or self.updates_per_epoch
+        return update % every == 0 or update == self.total_updates
+
+    def _update(self, group: list[np.ndarray], number: int) -> None:
+        n_examples = sum(len(b) for b in group)
+        while True:
+            oom = False
+            try:
+                loss = self._accumulate(group, n_examples, number)
+            except torch.OutOfMemoryError:
+                oom = True  # handled below, once the traceback (and its activations) is gone
+            if not oom:
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            free_memory(self.device)
+            if self.micro <= 1:
+                raise TrialFailed("oom", "out of memory with a micro-batch of 1 example")
+            self.micro //= 2
+            log.warning("out of memory at update %d; micro-batch %d, accumulation x%d",
+                        number, self.micro, math.ceil(self.s.per_device_train_batch_size / self.micro) *
+                        self.s.gradient_accumulation_steps)
+        self._step(loss, number)
+
+    def _accumulate(self, group: list[np.ndarray], n_examples: int, number: int) -> torch.Tensor:
+        """Forward and backward every micro-batch of one update; return the update's mean loss."""
+        total = torch.zeros((), device=self.device)
+        scaler = self.precision.scaler
+        for batch in group:
+            for i in range(0, len(batch), self.micro):
+                chunk = batch[i:i + self.micro]
+                self.job.faults.check_batch(len(chunk))
+                inputs = to_tensors(pad_batch(self.train_split, chunk, self.job.cache.pad_id), self.device)
+                labels = inputs.pop("labels")
+                with self.precision.autocast():
+                    logits = self.model(**inputs).logits
+                # Summed, then divided by the whole update's size: any split gives the same gradient.
+                loss = F.cross_entropy(logits.float(), labels, reduction="sum",
+                                       label_smoothing=self.s.label_smoothing_factor) / n_examples
+                if self.job.faults.nan_at_update == number:
+                    loss = loss * float("nan")
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                total += loss.detach()
+        return total
+
+    def _step(self, loss: torch.Tensor, number: int) -> None:
+        scaler = self.precision.scaler
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+        bad = ~torch.isfinite(loss)
+        if self.s.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.max_grad_norm)
+            if scaler is None:  # with fp16 an overflow is normal: the scaler skips the step
+                bad |= ~torch.isfinite(norm)
+        if bad.item():  # one sync per update, before the bad values reach the weights
+            raise TrialFailed("nan", f"training loss {loss.item()} (or its gradient) is not finite at update "
+                              f"{number} (epoch {number / self.updates_per_epoch:.2f})")
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_sum += loss
+        self.loss_count += 1
+
+    # ---- evaluation, checkpoints, result ----------------------------------------------------
+
+    def _evaluate_and_report(self, update: int) -> None:
+        step = round(update / self.updates_per_epoch, 6)
+        metrics = evaluate(self.model, self.val_split, self.job.eval_batch_size, self.job.cache.pad_id,
+                           self.precision, len(self.job.cache.label_names), self.job.faults)
+        metrics["train_loss"] = self.loss_sum.item() / max(1, self.loss_count)
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        metrics["train_seconds"] = self.train_seconds
+        metrics["samples_per_second"] = self.samples / max(self.train_seconds, 1e-9)
+        log.info("trial %s epoch %.3g: %s", self.reporter.trial_id, step,
+                 " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if self._improves(metrics):
+            self.best = (step, metrics)
+            self._save(step, metrics)  # before reporting: a pruned trial keeps its best weights
+        self.reporter.report(step, **metrics)
+
+    def _improves(self, metrics: Mapping[str, float]) -> bool:
+        name, goal = self.job.select
+        if name not in metrics:
+            name, goal = "accuracy", "maximize"
+        if self.best is None:
+            return True
+        value, best = metrics[name], self.best[1][name]
+        return value > best if goal == "maximize" else value < best
+
+    def _save(self, step: float, metrics: Mapping[str, float]) -> None:
+        cache = self.job.cache
+        record = {
+            "trial_id": self.reporter.trial_id,
+            "step": step,
+            "metrics": dict(metrics),
+            "settings": self.s.to_dict(),
+            "config": dict(self.reporter.config),
+            "model": self.job.model,
+            "model_kwargs": dict(self.job.model_kwargs),
+            "max_length": cache.meta["max_length"],
+            "labels": cache.label_names,
+            "data": cache.meta["data"],
+            "token_cache": cache.path.name,
+            "precision": self.precision.name,
+            "device": str(self.device),
+            "versions": versions(),
+        }
+        save_checkpoint(self.model, self.reporter.checkpoint_dir, cache.tokenizer_dir, record)
+
+    def _result(self) -> dict[str, float]:
+        assert self.best is not None  # the last update always evaluates
+        step, best = self.best
+        result = {k: v for k, v in best.items() if k in EVAL_METRICS or k == "train_loss"}
+        result.update(best_step=step, train_seconds=self.train_seconds,
+                      samples_per_second=self.samples / max(self.train_seconds, 1e-9))
+        if "test" in self.job.cache.splits:
+            result.update({f"test_{k}": v for k, v in self._test_metrics().items()})
+        return result
+
+    def _test_metrics(self) -> dict[str, float]:
+        """The best checkpoint scored on the test split (stored, never used to pick)."""
+        from transformers import AutoModelForSequenceClassification
+
+        with quiet_transformers():
+            best = AutoModelForSequenceClassification.from_pretrained(
+                str(self.reporter.checkpoint_dir), dtype=torch.float32).to(self.device)
+        return evaluate(best, self.job.cache.split("test"), self.job.eval_batch_size, self.job.cache.pad_id,
+                        self.precision, len(self.job.cache.label_names), self.job.faults)
+
+
+def train(job: TrainJob, reporter: Any) -> dict[str, float]:
+    """Fine-tune, evaluating and reporting as configured; return the best evaluation's metrics."""
+    return TrainLoop(job, reporter).run()
+
