@@ -307,8 +307,10 @@ class Tuner:
         view = StudyView(self.study)
         for info in view.trials():
             if info.state in (State.COMPLETE, State.PRUNED, State.FAILED):
-                self._finished.append(TrialRecord(info.number, info.config, info.state, info.history,
-                                                  info.failure_kind, info.parent))
+                record = TrialRecord(info.number, info.config, info.state, info.history, info.failure_kind,
+                                     info.parent)
+                self._finished.append(record)
+                self.scheduler.on_end(record)  # a resumed study's rungs and medians are refilled
         best = view.best_trial
         if best is not None and not self.metrics.is_multi_objective:
             self._best = best.values[0] if best.values else None

@@ -13,51 +13,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tunelab.errors import ConfigError, TrialFailed, TrialPruned
+from tunelab.errors import TrialFailed, TrialPruned
 from tunelab.nlp.batching import grouped_batches, pad_batch, sorted_batches, to_tensors
 from tunelab.nlp.cache import TokenCache, TokenizedSplit
 from tunelab.nlp.checkpoint import save_checkpoint, versions
+from tunelab.nlp.faults import Faults
 from tunelab.nlp.metrics import EVAL_METRICS, classification_metrics
 from tunelab.nlp.model import Precision, choose_device, choose_precision, load_model, make_optimizer, quiet_transformers
 from tunelab.nlp.settings import TrainSettings
 
 log = logging.getLogger("tunelab.nlp")
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Injected failures for tests; they drive the real recovery paths on a CPU.
-
-    ``oom_above_micro_batch``: a forward pass on more examples raises ``torch.OutOfMemoryError``.
-    ``nan_at_update``: the loss of this optimizer update (1-based) becomes NaN.
-    """
-
-    oom_above_micro_batch: int | None = None
-    nan_at_update: int | None = None
-
-    @classmethod
-    def from_config(cls, raw: Any, field_name: str = "objective.fault_injection") -> Faults:
-        if isinstance(raw, Faults):
-            return raw
-        raw = dict(raw or {})
-        known = [f.name for f in fields(cls)]
-        for key, value in raw.items():
-            if key not in known:
-                raise ConfigError(f"{field_name}.{key}", "is not a fault to inject.", f"use one of {known}.")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ConfigError(f"{field_name}.{key}", f"is {value!r}, but must be a non-negative integer.")
-        return cls(**raw)
-
-    def check_batch(self, size: int) -> None:
-        if self.oom_above_micro_batch is not None and size > self.oom_above_micro_batch:
-            raise torch.OutOfMemoryError(f"injected: micro-batch of {size} > {self.oom_above_micro_batch}")
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@
 Rungs sit at ``min_resource * reduction_factor**k`` below ``max_resource``. The first time a
 trial's report reaches or passes a rung, the value of that report is recorded there, and the
 trial goes on only if it ranks in the top ``ceil(n / reduction_factor)`` of the ``n`` values
-recorded at that rung so far, itself included (ties go on). That is exactly "at least as good as
-``numpy.percentile(values, 100 * (1 - 1/rf))`` with linear interpolation" over the recorded values
-including its own, i.e. Ray Tune's ``_Bracket.cutoff`` with the trial counted, but computed by
-rank so that no float rounding can flip a decision. It is one rule for every ``n``: with fewer
-than ``rf`` values, only a trial at least as good as every value recorded so far goes on.
+recorded at that rung so far, itself included (ties go on). In exact arithmetic that is "at least
+as good as the linear-interpolation percentile ``100 * (1 - 1/rf)`` of the recorded values,
+its own included": Ray Tune's ``_Bracket.cutoff`` with the trial counted. It is computed by
+rank because numpy's float position can land a hair past an integer (n=31, rf=3) and drop a
+trial. One rule for every ``n``: with fewer than ``rf`` values, only a trial at least as good as
+every value recorded so far goes on. A report that jumps over rungs is judged at each, lowest
+first. A report without the metric goes on; a NaN is stopped; a stopped trial stays stopped.
 """
 
 from __future__ import annotations
@@ -134,7 +136,9 @@ def check_resources(min_resource: Any, max_resource: Any, reduction_factor: Any)
             "use the step of the first report worth comparing, e.g. 1 or 0.5 (epochs).",
         )
     if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
-        raise ConfigError("reduction_factor", f"is {reduction_factor!r}, but must be an integer >= 2.", "use 2, 3 or 4.")
+        raise ConfigError(
+            "reduction_factor", f"is {reduction_factor!r}, but must be an integer >= 2.", "use 2, 3 or 4."
+        )
     if max_resource is None:
         return
     if not _is_number(max_resource) or not max_resource > min_resource:

@@ -28,7 +28,8 @@ MakeScheduler = Callable[[str, str], Scheduler]  # (metric, mode) -> a fresh sch
 
 #: Twelve curves ``a - b/step``; the one at ``CONTRACT_BEST`` beats every other at every step.
 CONTRACT_CONFIGS: tuple[dict[str, float], ...] = tuple(
-    {"a": 1.0, "b": 0.01} if i == 5 else {"a": round(0.6 + 0.03 * (5 * i % 12), 2), "b": round(0.05 + 0.04 * (7 * i % 12), 2)}
+    {"a": 1.0, "b": 0.01} if i == 5
+    else {"a": round(0.6 + 0.03 * (5 * i % 12), 2), "b": round(0.05 + 0.04 * (7 * i % 12), 2)}
     for i in range(12)
 )
 CONTRACT_BEST = 5

@@ -12,7 +12,7 @@ import pytest
 from tunelab.errors import ConfigError
 from tunelab.schedulers import ASHAScheduler, Decision
 from tunelab.testing.scheduler_contract import curve, replay
-from tunelab.trial import Report, TrialRecord
+from tunelab.trial import Report, State, TrialRecord
 
 C, S = Decision.CONTINUE, Decision.STOP
 
@@ -136,6 +136,21 @@ def test_a_stopped_trial_stays_stopped_and_nan_is_stopped():
     assert feed(scheduler, 1, 1, 0.1) is S
     assert feed(scheduler, 1, 2, 0.99) is S  # a late report does not revive it
     assert feed(scheduler, 2, 1, float("nan")) is S
+
+
+def test_records_known_only_at_their_end_fill_the_rungs_as_if_seen_live():
+    histories = {0: [(1, 0.5), (3, 0.6)], 1: [(1, 0.7), (3, 0.8)], 2: [(1, 0.2)]}
+    live, resumed = asha(), asha()
+    for trial_id, reports in histories.items():
+        history = tuple(Report(step, {"acc": v}) for step, v in reports)
+        for n, (step, v) in enumerate(reports, 1):
+            live.on_result(TrialRecord(trial_id, {}, history=history[:n]), step, {"acc": v})
+        record = TrialRecord(trial_id, {}, State.COMPLETE, history)
+        live.on_end(record)  # seen live already: changes nothing
+        resumed.on_end(record)
+    assert [live.recorded(k) for k in (0, 1)] == [resumed.recorded(k) for k in (0, 1)]
+    assert live.recorded(1) == {0: 0.6, 1: 0.8}  # trial 2 stopped at rung 1 before step 3
+    assert feed(live, 3, 3, 0.65) is feed(resumed, 3, 3, 0.65) is S
 
 
 def test_fractional_steps_reach_rungs_despite_float_rounding():

@@ -84,3 +84,31 @@ def test_a_scheduler_can_stop_a_trial_and_start_a_clone_from_its_checkpoint():
         # Resumed from the parent's latest checkpoint (step 3 or later), never from scratch.
         assert all(report.step > 3 for report in clone.history)
     assert replay(ToyPBT("score"), CONTRACT_CONFIGS, trials=16).log() == run.log()
+
+
+class _WrongAnswer(BaseScheduler):
+    def on_result(self, trial, step, metrics):  # type: ignore[no-untyped-def]
+        return "stop"
+
+
+class _Forgetful(BaseScheduler):
+    """Decides on how many trials it has ever seen across instances: hidden shared state."""
+
+    seen: list[int] = []
+
+    def on_result(self, trial, step, metrics):  # type: ignore[no-untyped-def]
+        self.seen.append(trial.trial_id)
+        return Decision.STOP if len(self.seen) % 7 == 0 else Decision.CONTINUE
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda metric, mode: _WrongAnswer(metric, mode), "on_result returned 'stop'"),
+        (lambda metric, mode: _Forgetful(metric, mode), "decided differently"),
+    ],
+    ids=["not-a-decision", "not-deterministic"],
+)
+def test_the_contract_catches_broken_schedulers(make, words):
+    with pytest.raises(AssertionError, match=words):
+        check_scheduler_contract(make)
