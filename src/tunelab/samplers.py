@@ -36,9 +36,22 @@ def _sampler_class(name: str) -> Any:
         require("scipy", "gp")
         require("torch", "gp")
     return {
-        "tpe": s.TPESampler, "random": s.RandomSampler, "qmc": s.QMCSampler, "grid": s.GridSampler,
+        "tpe": s.TPESampler, "random": s.RandomSampler, "qmc": s.QMCSampler, "grid": _grid_sampler_class(),
         "gp": s.GPSampler, "cmaes": s.CmaEsSampler, "nsga2": s.NSGAIISampler,
     }[name]
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler, minus its ``study.stop()`` (valid only inside ``optimize``):
+        the tuner asks ``is_exhausted`` itself before each trial."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler
 
 
 def make_sampler(

@@ -46,7 +46,10 @@ def save_checkpoint(model: Any, directory: Path, tokenizer_dir: Path, record: Ma
     directory.mkdir(parents=True, exist_ok=True)
     staging = directory / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(str(staging))
+    from tunelab.nlp.model import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(str(staging))
     for file in staging.iterdir():
         os.replace(file, directory / file.name)
     staging.rmdir()

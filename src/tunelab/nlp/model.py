@@ -23,15 +23,20 @@ DROPOUT_NAMES = {
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Hide the expected "newly initialized classifier" warnings while loading, then restore."""
+    """Hide the expected "newly initialized classifier" warnings and the per-file progress bars
+    while loading or saving, then restore transformers' settings as they were."""
     from transformers.utils import logging
 
     level = logging.get_verbosity()
+    bars = logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
+    logging.disable_progress_bar()
     try:
         yield
     finally:
         logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def split_model_kwargs(config: Any, model_kwargs: Mapping[str, Any],

@@ -255,6 +255,7 @@ class TrainLoop:
             "data": cache.meta["data"],
             "token_cache": cache.path.name,
             "precision": self.precision.name,
+            "micro_batch": self.micro,  # below the batch size when out-of-memory retries split it
             "device": str(self.device),
             "versions": versions(),
         }
