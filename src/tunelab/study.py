@@ -139,7 +139,9 @@ class StudyView:
         return self.optuna_study.study_name
 
     def trials(self) -> list[TrialInfo]:
-        return [trial_info(t, self.metrics) for t in self.optuna_study.get_trials(deepcopy=False)]
+        """Every trial but those cancelled before they ran (a budget race between drivers)."""
+        return [trial_info(t, self.metrics) for t in self.optuna_study.get_trials(deepcopy=False)
+                if (t.user_attrs.get("failure") or {}).get("kind") != "cancelled"]
 
     def ranked_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
         """Complete trials that meet every constraint, best first (by the first objective)."""

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from tunelab.schedulers.base import Scheduler
 
 FAILURE_CONSTRAINT = "tunelab_failure"
+#: Failures that do not use up the trial budget: the config runs again, or never ran.
+UNCOUNTED_FAILURES = frozenset({"interrupted", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -132,15 +134,16 @@ class Tuner:
             return True
         return self._counted_trials() < self.trials
 
-    def _counted_trials(self) -> int:
-        """Trials that use up the budget: finished (but interrupted ones) and running, from storage."""
+    def _counted_trials(self, below: int | None = None) -> int:
+        """Trials that use up the budget (finished but interrupted or cancelled ones, and running),
+        read from storage so that several drivers on one study share the budget."""
         from optuna.trial import TrialState
 
         n = 0
         for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.WAITING:
+            if t.state == TrialState.WAITING or (below is not None and t.number >= below):
                 continue
-            if (t.user_attrs.get("failure") or {}).get("kind") == "interrupted":
+            if (t.user_attrs.get("failure") or {}).get("kind") in UNCOUNTED_FAILURES:
                 continue
             n += 1
         return n
@@ -162,6 +165,8 @@ class Tuner:
     # ---- launching -------------------------------------------------------------------------
 
     def _launch_next(self) -> bool:
+        from optuna.trial import TrialState
+
         sampler = self.study.sampler
         suggestion = self.scheduler.suggest(tuple(self._finished) + tuple(l.record for l in self._live.values()))
         parent: int | None = None
@@ -171,8 +176,15 @@ class Tuner:
         elif hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study) and not self._has_waiting():
             return False
         trial = self.study.ask()
-        config = self.space.sample(trial)
         number = trial.number
+        if self.trials is not None and self._counted_trials(below=number) >= self.trials:
+            # Another driver took the last of the budget between our count and our ask: trial
+            # numbers are handed out atomically by the storage, so the higher number yields.
+            self.storage.set_trial_user_attr(trial._trial_id, "failure", {
+                "kind": "cancelled", "message": "the trial budget was used up by another driver"})
+            self.study.tell(trial, state=TrialState.FAIL)
+            return False
+        config = self.space.sample(trial)
         trial_dir = self.trial_root / f"trial_{number:04d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
         (trial_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
