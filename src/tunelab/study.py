@@ -151,8 +151,13 @@ class StudyView:
         sign = -1.0 if self.metrics.primary.goal == "maximize" else 1.0
         return sorted(pool, key=lambda t: (sign * (t.values or (0.0,))[0], t.number))
 
-    def best_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
+    @property
+    def best_trials(self) -> list[TrialInfo]:
         """The best feasible complete trial (single objective) or the Pareto front."""
+        return self.best_among(self.trials())
+
+    def best_among(self, trials: Sequence[TrialInfo]) -> list[TrialInfo]:
+        """``best_trials`` of an already loaded list of trials."""
         ranked = self.ranked_trials(trials)
         if not ranked:
             return []
@@ -162,7 +167,7 @@ class StudyView:
 
     @property
     def best_trial(self) -> TrialInfo | None:
-        best = self.best_trials()
+        best = self.best_trials
         return best[0] if best else None
 
     @property

@@ -336,7 +336,7 @@ class Tuner:
         """Keep the checkpoints of the best k trials; delete the rest as trials finish."""
         if self.metrics.is_multi_objective:
             view = StudyView(self.study)
-            front = {t.number for t in view.best_trials()}
+            front = {t.number for t in view.best_trials}
             dropped = [t.trial_dir for t in view.trials()
                        if t.number not in front and t.trial_dir and t.state not in (State.RUNNING, State.WAITING)]
         elif values is None:

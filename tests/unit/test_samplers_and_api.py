@@ -121,7 +121,7 @@ def test_two_objectives_give_the_pareto_front() -> None:
         return {"accuracy": config["x"], "size": config["x"] ** 2 + config["y"]}
 
     study = run("nsga2", 0, trials=30, objective=trade_off, metrics=metrics)
-    front = study.best_trials()
+    front = study.best_trials
     assert len(front) >= 2
     done = [t for t in study.trials() if t.state.value == "complete"]
     for t in front:  # nobody dominates a front member

@@ -44,7 +44,7 @@ def status(args: argparse.Namespace) -> int:
             if state == "failed" and kinds:
                 line += "  (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")"
             print(line)
-    best_trials = study.best_trials(trials)
+    best_trials = study.best_among(trials)
     if best_trials:
         b = best_trials[0]
         shown = ", ".join(f"{m.name} {fmt(b.metrics.get(m.name))}" for m in study.metrics.objectives)
@@ -56,7 +56,7 @@ def status(args: argparse.Namespace) -> int:
 
 def best_payload(study: Any) -> list[dict[str, Any]]:
     return [{"trial": t.number, "config": dict(t.config),
-             "metrics": {k: t.metrics[k] for k in t.metrics}} for t in study.best_trials()]
+             "metrics": {k: t.metrics[k] for k in t.metrics}} for t in study.best_trials]
 
 
 def print_best(study: Any, fmt_name: str) -> None:
@@ -84,7 +84,7 @@ def print_best(study: Any, fmt_name: str) -> None:
 def best(args: argparse.Namespace) -> int:
     study = open_study(args)
     print_best(study, args.format)
-    return 0 if study.best_trials() else 1
+    return 0 if study.best_trials else 1
 
 
 def trials(args: argparse.Namespace) -> int:
@@ -106,7 +106,9 @@ def trials(args: argparse.Namespace) -> int:
                 from tunelab.errors import ConfigError
 
                 raise ConfigError("--out", "is needed for parquet (a binary format).", "add `--out trials.parquet`.")
-            study.trials_frame().to_parquet(args.out)
+            from tunelab.frame import parquet_ready
+
+            parquet_ready(study.trials_frame()).to_parquet(args.out)
         else:
             columns = [c for c in (rows[0] if rows else {}) if c not in ("start", "end", "feasible", "parent",
                                                                           "retry_of", "slot")]
