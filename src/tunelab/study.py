@@ -85,16 +85,25 @@ def reports_of(frozen: "optuna.trial.FrozenTrial") -> tuple[Report, ...]:
     return tuple(r for _, r in sorted(items, key=lambda kv: kv[0]))
 
 
+def stored_config(frozen: "optuna.trial.FrozenTrial") -> dict[str, Any]:
+    """The exact config a trial ran with: its params, unless fixed values or a clone made it differ
+    (then the tuner stored it in the ``run`` attribute; one storage write fewer per trial)."""
+    run = frozen.user_attrs.get("run") or {}
+    return dict(run.get("config") or frozen.params)
+
+
 def trial_info(frozen: "optuna.trial.FrozenTrial", metrics: MetricSet) -> TrialInfo:
     state = trial_state(frozen)
     run = frozen.user_attrs.get("run") or {}
     failure = frozen.user_attrs.get("failure") or {}
-    final = dict(frozen.user_attrs.get("metrics") or {})
     values = tuple(frozen.values) if frozen.values is not None and state == State.COMPLETE else None
+    final = dict(frozen.user_attrs.get("metrics") or {})
+    if values is not None:  # the optimized metrics are the trial's values (not stored twice)
+        final = {**{m.name: v for m, v in zip(metrics.objectives, values)}, **final}
     return TrialInfo(
         number=frozen.number,
         state=state,
-        config=dict(frozen.user_attrs.get("config") or frozen.params),
+        config=stored_config(frozen),
         metrics=final,
         values=values,
         feasible=all(v <= 0.0 for v in frozen.constraints.values()),

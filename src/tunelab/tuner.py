@@ -22,7 +22,7 @@ from tunelab.executors.base import TrialSpec
 from tunelab.metrics import MetricSet
 from tunelab.schedulers.base import Decision
 from tunelab.space import Space
-from tunelab.study import REPORT_PREFIX, StudyView, trial_info
+from tunelab.study import REPORT_PREFIX, StudyView, stored_config, trial_info
 from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
 
 if TYPE_CHECKING:
@@ -193,10 +193,11 @@ class Tuner:
             from_checkpoint = self.trial_root / f"trial_{parent:04d}" / "checkpoint"
         spec = TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s)
         slot = self.executor.launch(spec)
-        run = {"slot": slot, "dir": str(trial_dir), "driver": self.driver}
+        run: dict[str, Any] = {"slot": slot, "dir": str(trial_dir), "driver": self.driver}
         if parent is not None:
             run["parent"] = parent
-        self.storage.set_trial_user_attr(trial._trial_id, "config", config)
+        if config != trial.params:  # fixed values or a clone: keep the exact config
+            run["config"] = config
         self.storage.set_trial_user_attr(trial._trial_id, "run", run)
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
         self._live[number] = _Live(trial, record, slot, trial_dir, started=time.monotonic())
@@ -257,7 +258,8 @@ class Tuner:
                 if not all(math.isfinite(v) for v in values):
                     state, kind, message = State.FAILED, "nan", "the objective value is not finite"
         tid = live.trial._trial_id
-        if metrics:
+        objective_names = {m.name for m in self.metrics.objectives}
+        if metrics and (state != State.COMPLETE or set(metrics) - objective_names):
             self.storage.set_trial_user_attr(tid, "metrics", metrics)
         if state == State.FAILED:
             kind = kind or "crash"
@@ -304,7 +306,7 @@ class Tuner:
             self.storage.set_trial_user_attr(t._trial_id, "failure", {
                 "kind": "interrupted", "message": "the driver stopped while this trial ran"})
             self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            self._requeue(t.number, t.user_attrs.get("config") or t.params, retried="retry_of" in t.user_attrs)
+            self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs)
 
     def _is_retry(self, trial: "optuna.trial.Trial") -> bool:
         return "retry_of" in self.storage.get_trial_user_attrs(trial._trial_id)
