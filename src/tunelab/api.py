@@ -102,9 +102,11 @@ def run_study(
     import optuna
 
     from tunelab.schedulers import make_scheduler
+    from tunelab.tracking import parse_tracking, tracking_callbacks
 
     primary = config.metrics.primary
     scheduler = make_scheduler(config.scheduler, primary.name, primary.goal)
+    parse_tracking(config.tracking, base_dir=config.base_dir, study_name=config.name)  # errors before any work
     validate_objective(config.objective, config.space, config.metrics)
     trials = effective_trials(config)
     execution = config.execution
@@ -130,6 +132,7 @@ def run_study(
     trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
     trial_root.mkdir(parents=True, exist_ok=True)
     prepare_objective(config.objective, trial_root)
+    callbacks = [*callbacks, *tracking_callbacks(config, trial_root)]
     executor = make_executor(config.objective, execution)
     tuner = Tuner(study=study, space=config.space, metrics=config.metrics, executor=executor, scheduler=scheduler,
                   trial_root=trial_root, trials=trials, time_s=config.budget.time_s, target=config.budget.target,
@@ -150,7 +153,13 @@ def make_executor(objective: Any, execution: Execution) -> Any:
         return LocalExecutor(objective, execution.workers, gpus_per_trial=execution.gpus_per_trial,
                              cpus_per_trial=execution.cpus_per_trial,
                              gpus=list(execution.gpus) if execution.gpus is not None else None)
-    raise ConfigError("execution.backend", f"is {execution.backend!r}.", "use `local` or `inprocess`.")
+    if execution.backend == "ray":
+        from tunelab.executors.ray import RayExecutor
+
+        _check_picklable(objective)
+        return RayExecutor(objective, execution.workers, address=execution.address,
+                           gpus_per_trial=execution.gpus_per_trial, cpus_per_trial=execution.cpus_per_trial)
+    raise ConfigError("execution.backend", f"is {execution.backend!r}.", "use `local`, `inprocess` or `ray`.")
 
 
 def _check_picklable(objective: Any) -> None:

@@ -49,10 +49,30 @@ def trial_rows(trials: Sequence["TrialInfo"], metrics: MetricSet) -> list[dict[s
 
 
 def trials_frame(trials: Sequence["TrialInfo"], metrics: MetricSet) -> "pd.DataFrame":
+    """The rows as a DataFrame; ints stay ints (nullable ``Int64``) where some rows lack them."""
     import pandas as pd
 
-    frame = pd.DataFrame(trial_rows(trials, metrics))
+    rows = trial_rows(trials, metrics)
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        values = [r[column] for r in rows if r.get(column) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            # pandas turns [1, None] into floats; a batch size of 32.0 is not what the trial used.
+            frame[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
+        elif values and all(isinstance(v, bool) for v in values):
+            frame[column] = pd.array([r.get(column) for r in rows], dtype="boolean")
     for column in ("start", "end"):
         if column in frame:
             frame[column] = pd.to_datetime(frame[column])
     return frame
+
+
+def parquet_ready(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """A copy Parquet can store: a column mixing types (``choice: [16, auto]``) becomes strings."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            kinds = {type(v) for v in out[column] if v is not None}
+            if len(kinds) > 1:
+                out[column] = [None if v is None else str(v) for v in out[column]]
+    return out

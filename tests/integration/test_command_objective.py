@@ -36,6 +36,7 @@ space:
 search: {{sampler: random, seed: 1}}
 budget: {{trials: 6}}
 execution: {{workers: 2}}
+tracking: {{mlflow: false}}
 """
 
 

@@ -19,6 +19,7 @@ search: {sampler: random, seed: 3}
 scheduler: {type: asha, min_resource: 1, max_resource: 9, reduction_factor: 3}
 budget: {trials: 12}
 execution: {backend: local, workers: 2}
+tracking: {mlflow: false}
 """
 
 

@@ -25,6 +25,7 @@ space:
 search: {{sampler: tpe, seed: 0}}
 budget: {{trials: {trials}}}
 execution: {{workers: 2}}
+tracking: {{mlflow: false}}
 """
 
 

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.add_parser(subparsers)
     inspect.add_parsers(subparsers)
-    for module_name in ("export", "evaluate", "report", "dashboard", "sync"):
+    for module_name in ("export", "evaluate", "report", "dashboard", "sync", "logs"):
         try:
             module = __import__(f"tunelab.cli.{module_name}", fromlist=["add_parser"])
         except ImportError:

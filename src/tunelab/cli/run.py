@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 from tunelab.cli.common import fmt
 
@@ -16,7 +18,39 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("study_file", help="the study YAML")
     p.add_argument("--workers", type=int, help="trials at once (overrides execution.workers)")
     p.add_argument("--trials", type=int, help="trial budget (overrides budget.trials)")
+    p.add_argument("--backend", choices=("local", "inprocess", "ray"), help="where trials run (overrides "
+                   "execution.backend)")
+    p.add_argument("--address", help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (overrides execution.address)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (overrides "
+                   "execution.gpus_per_trial)")
+    p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (overrides execution.cpus_per_trial)")
+    p.add_argument("--report", metavar="PATH", help="keep an HTML report at PATH, refreshed as trials end")
+    p.add_argument("--mlflow-uri", help="track to this MLflow URI (overrides tracking.mlflow.uri)")
+    p.add_argument("--mlflow-experiment", help="MLflow experiment name (default: the study name)")
+    p.add_argument("--no-mlflow", action="store_true", help="no MLflow tracking, even where it is configured")
     p.set_defaults(func=run)
+
+
+def cli_tracking(tracking: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The study's ``tracking:`` with the command-line flags applied, and MLflow on by default
+    (to ``sqlite:///mlflow.db`` beside the study) when it is installed and nothing says otherwise."""
+    from tunelab.tracking.settings import mlflow_installed, resolve_uri
+
+    out = dict(tracking or {})
+    if args.no_mlflow:
+        out["mlflow"] = False
+        return out
+    section = out.get("mlflow")
+    if args.mlflow_uri or args.mlflow_experiment:
+        section = dict(section) if isinstance(section, Mapping) else {}
+        if args.mlflow_uri:
+            section["uri"] = resolve_uri(args.mlflow_uri, Path.cwd())  # a flag's relative path: from here
+        if args.mlflow_experiment:
+            section["experiment"] = args.mlflow_experiment
+        out["mlflow"] = section
+    elif "mlflow" not in out and mlflow_installed():
+        out["mlflow"] = {}
+    return out
 
 
 class ProgressLine:
@@ -67,13 +101,23 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.config import load_config
 
     config = load_config(args.study_file).with_overrides(workers=args.workers, trials=args.trials)
+    config = config.with_execution(backend=args.backend, address=args.address, gpus_per_trial=args.gpus_per_trial,
+                                   cpus_per_trial=args.cpus_per_trial)
+    config = dataclasses.replace(config, tracking=cli_tracking(config.tracking, args))
+    callbacks: list[Any] = []
+    if args.report:
+        from tunelab.errors import require
+        from tunelab.report.live import LiveReport
+
+        require("plotly", "report")
+        callbacks.append(LiveReport(args.report))
     progress = ProgressLine(config.metrics.primary.name)
     # SIGTERM stops the study like Ctrl-C: every trial process is stopped, nothing is lost.
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     print(f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}")
     try:
-        study = run_study(config, on_progress=progress)
+        study = run_study(config, on_progress=progress, callbacks=callbacks)
     except KeyboardInterrupt:
         progress.close()
         print("\nstopped: running trials were marked interrupted and will run again on the next "
@@ -82,4 +126,6 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     print(f"\nfinished in {_clock(time.monotonic() - started)}")
     print_best(study, "table")
+    if args.report:
+        print(f"report: {args.report}")
     return 0

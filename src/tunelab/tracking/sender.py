@@ -1,0 +1,170 @@
+"""A background thread that sends tracking records, so MLflow never slows the tuner loop.
+
+Hooks put records on a queue and return at once. The sender sends them in order; when the store
+cannot be reached (after a few quick retries) it reports the outage once, queues records on
+disk (``Spool``) from then on, and tries the store again every ``probe_interval_s`` (also when
+no new record comes), sending the backlog in order when it answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from tunelab.tracking.spool import Spool
+from tunelab.tracking.writer import MlflowWriter, RecordRejected, TrackingUnavailable
+
+logger = logging.getLogger("tunelab.tracking")
+
+_STOP = object()
+
+
+class Sender:
+    def __init__(
+        self,
+        make_writer: Callable[[], MlflowWriter],
+        spool: Spool,
+        *,
+        uri: str,
+        probe_interval_s: float = 10.0,
+        retry_delays: tuple[float, ...] = (0.25, 1.0),
+    ) -> None:
+        self.make_writer = make_writer
+        self.spool = spool
+        self.uri = uri
+        self.probe_interval_s = probe_interval_s
+        self.retry_delays = retry_delays
+        self.writer: MlflowWriter | None = None
+        self.queued = len(spool)  # records waiting on disk
+        self.sent = 0
+        self.rejected = 0
+        self._outbox: "queue.Queue[Any]" = queue.Queue()
+        self._offline = False
+        self._warned = False
+        self._abandon = threading.Event()
+        self._next_probe = 0.0
+        self._thread = threading.Thread(target=self._run, name="tunelab-mlflow", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, record: dict[str, Any]) -> None:
+        self._outbox.put(record)
+
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Send what is left and stop. What is not sent within about ``timeout_s`` is queued on
+        disk instead (sent by the next run of the study, or ``tunelab sync``)."""
+        if self._thread.is_alive():
+            self._outbox.put(_STOP)
+            self._thread.join(timeout_s)
+        if self._thread.is_alive():  # the store is slow, or MLflow is still starting up
+            self._abandon.set()
+            self._spool_outbox()
+            self._thread.join(5.0)
+        if self.rejected > 3:
+            logger.warning("MLflow rejected %d tracking record(s) in all.", self.rejected)
+        if self.queued:
+            logger.warning("MLflow: %d tracking record(s) were not sent to %s; they are kept in %s and sent by the "
+                           "next run of this study, or now with `tunelab sync`.", self.queued, self.uri,
+                           self.spool.path)
+
+    def _spool_outbox(self) -> None:
+        """Move the records still in memory to the disk queue (the caller's thread, on close)."""
+        while True:
+            try:
+                record = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            if record is not _STOP:
+                self.spool.append(record)
+                self.queued += 1
+        self._outbox.put(_STOP)
+
+    # ---- the thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self.writer = self.make_writer()
+        except Exception as exc:  # noqa: BLE001 - e.g. a store MLflow cannot open: the study goes on
+            self._go_offline(exc)
+        while True:
+            try:
+                record = self._outbox.get(timeout=self.probe_interval_s if self.queued else None)
+            except queue.Empty:
+                self._flush()
+                continue
+            if record is _STOP:
+                if self.queued:
+                    self._next_probe = 0.0
+                    self._flush()
+                return
+            self._handle(record)
+
+    def _handle(self, record: dict[str, Any]) -> None:
+        if self.queued or self._offline or self.writer is None or self._abandon.is_set():
+            self.spool.append(record)
+            self.queued += 1
+            if not self._abandon.is_set():
+                self._flush()
+            return
+        try:
+            self.writer.send_retrying(record, self.retry_delays)
+            self.sent += 1
+        except TrackingUnavailable as exc:
+            self.spool.append(record)
+            self.queued += 1
+            self._go_offline(exc)
+        except RecordRejected as exc:
+            self._rejected(record, exc)
+
+    def _rejected(self, record: dict[str, Any], exc: Exception) -> None:
+        """A record the store refuses for good is dropped (it would block the queue); said a few times."""
+        self.rejected += 1
+        if self.rejected <= 3:
+            logger.warning("MLflow rejected a %s record: %s", record["op"], exc)
+        elif self.rejected == 4:
+            logger.warning("MLflow rejects more records; the count is given at the end of the study.")
+
+    def _flush(self) -> None:
+        """Send the records queued on disk, when it is time to try the store again."""
+        if time.monotonic() < self._next_probe or self._abandon.is_set():
+            return
+        if self.writer is None:
+            try:
+                self.writer = self.make_writer()
+            except Exception:  # noqa: BLE001 - still unavailable
+                self._next_probe = time.monotonic() + self.probe_interval_s
+                return
+        result = self.spool.replay(self._send_queued, stop_on=(TrackingUnavailable,), wait=False)
+        if result is None:  # `tunelab sync` is sending them right now
+            self._next_probe = time.monotonic() + self.probe_interval_s
+            return
+        sent, left = result
+        self.sent += sent
+        self.queued = left
+        if left:
+            self._next_probe = time.monotonic() + self.probe_interval_s
+            return
+        if self._offline:
+            logger.warning("MLflow at %s answers again; sent %d queued record(s).", self.uri, sent)
+        self._offline = False
+
+    def _send_queued(self, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            raise TrackingUnavailable("the tracking store is not open yet")
+        try:
+            self.writer.send(record, replay=True)
+        except RecordRejected as exc:
+            self._rejected(record, exc)
+
+    def _go_offline(self, exc: Exception) -> None:
+        self._offline = True
+        self._next_probe = time.monotonic() + self.probe_interval_s
+        if not self._warned:
+            self._warned = True
+            logger.warning("MLflow at %s cannot be reached (%s). The study goes on; tracking records are queued in "
+                           "%s and sent when it answers again (or run `tunelab sync`).", self.uri, exc,
+                           self.spool.path)

@@ -1,0 +1,129 @@
+"""What the MLflow tracker keeps on disk, next to the study's trials.
+
+``<trial_dir>/<study>/.mlflow/``:
+
+- ``runs.json``: which MLflow run belongs to which tunelab key (``experiment``, ``study``,
+  ``trial:<number>``), so records can be sent later, by another process (``tunelab sync``);
+- ``spool.jsonl``: the records not yet delivered, one JSON object a line, in order;
+- ``lock``: a file lock, so the tracker and ``tunelab sync`` never send a record twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class RunMap:
+    """tunelab keys to MLflow ids, for one tracking URI and experiment."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / "runs.json"
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.uri: str | None = data.get("uri")
+        self.experiment: str | None = data.get("experiment")
+        self.ids: dict[str, str] = dict(data.get("ids") or {})
+        self.ended: set[str] = set(data.get("ended") or [])
+
+    def reset(self, uri: str, experiment: str) -> None:
+        self.uri, self.experiment, self.ids, self.ended = uri, experiment, {}, set()
+        self.save()
+
+    def get(self, key: str) -> str | None:
+        return self.ids.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self.ids[key] = value
+        self.save()
+
+    def mark_ended(self, key: str) -> None:
+        self.ended.add(key)
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path, {"uri": self.uri, "experiment": self.experiment, "ids": self.ids,
+                                      "ended": sorted(self.ended)})
+
+
+class Spool:
+    """An append-only queue of records (JSON lines), replayed in order."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "spool.jsonl"
+        self._lock_path = self.directory / "lock"
+
+    @contextlib.contextmanager
+    def locked(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the spool's file lock; yields False (without holding it) when ``wait`` is off and it is taken."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.locked():
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash: nothing to send
+        return out
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    def replay(self, send: Callable[[dict[str, Any]], None], *, stop_on: tuple[type[BaseException], ...] = (),
+               wait: bool = True) -> tuple[int, int] | None:
+        """Send queued records in order until one fails; keep the rest. Returns (sent, left),
+        or None when ``wait`` is off and another process holds the spool.
+
+        When ``send`` raises one of ``stop_on``, the replay stops quietly (that record and the rest
+        wait for the next try); any other error propagates, the unsent records still kept.
+        """
+        with self.locked(wait) as held:
+            if not held:
+                return None
+            records = self.records()
+            sent = 0
+            try:
+                for record in records:
+                    send(record)
+                    sent += 1
+            except stop_on:
+                pass
+            finally:
+                left = records[sent:]
+                if not left:
+                    self.path.unlink(missing_ok=True)
+                elif sent:
+                    tmp = self.path.with_name(f".spool.tmp{os.getpid()}")
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in left))
+                    os.replace(tmp, self.path)
+            return sent, len(left)
