@@ -18,7 +18,7 @@ from tunelab.space import Space
 
 TOP_KEYS = ("name", "storage", "objective", "metrics", "space", "search", "scheduler", "budget",
             "execution", "tracking")
-BACKENDS = ("local", "inprocess")
+BACKENDS = ("local", "inprocess", "ray")
 OBJECTIVE_TYPES = ("function", "command", "text_classification")
 _EXECUTION_KEYS = {"backend", "workers", "gpus_per_trial", "cpus_per_trial", "timeout", "trial_dir",
                    "keep_checkpoints", "gpus", "address"}
@@ -73,6 +73,24 @@ class StudyConfig:
         if trials is not None:
             cfg = replace(cfg, budget=replace(cfg.budget, trials=_positive_int("--trials", trials)))
         return cfg
+
+    def with_execution(self, **changes: Any) -> "StudyConfig":
+        """A copy with execution fields changed (``tunelab run --backend ray --address ...``),
+        validated as the YAML is; ``None`` values leave a field as it is."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if not given:
+            return self
+        e = self.execution
+        raw: dict[str, Any] = {"backend": e.backend, "workers": e.workers, "gpus_per_trial": e.gpus_per_trial,
+                               "cpus_per_trial": e.cpus_per_trial, "timeout": e.timeout_s, "trial_dir": e.trial_dir,
+                               "keep_checkpoints": e.keep_checkpoints, "gpus": list(e.gpus) if e.gpus else None,
+                               "address": e.address}
+        if given.get("backend", "ray") != "ray":
+            raw.update(address=None)  # the study file's cluster address means nothing to another backend
+        if given.get("backend", "local") == "ray":
+            raw.update(gpus=None)
+        raw.update(given)
+        return replace(self, execution=parse_execution({k: v for k, v in raw.items() if v is not None}))
 
 
 # ---- YAML -------------------------------------------------------------------------------------
@@ -220,6 +238,9 @@ def parse_execution(raw: Any) -> Execution:
     gpus = raw.get("gpus")
     if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, int) for g in gpus)):
         raise ConfigError("execution.gpus", f"is {gpus!r}, but must be a list of GPU indices like [0, 1].")
+    if gpus is not None and backend == "ray":
+        raise ConfigError("execution.gpus", "is not used by the `ray` backend: Ray assigns the GPUs.",
+                          "drop `gpus` and set `gpus_per_trial`.")
     keep = raw.get("keep_checkpoints", 3)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ConfigError("execution.keep_checkpoints", f"is {keep!r}, but must be an integer >= 0.")
@@ -229,11 +250,37 @@ def parse_execution(raw: Any) -> Execution:
         gpus_per_trial=float(gpus_per_trial),
         cpus_per_trial=_positive_int("execution.cpus_per_trial", cpus) if cpus is not None else None,
         timeout_s=parse_duration("execution.timeout", raw["timeout"]) if raw.get("timeout") is not None else None,
-        trial_dir=str(raw.get("trial_dir", "tunelab_runs")),
+        trial_dir=_trial_dir(raw.get("trial_dir", "tunelab_runs")),
         keep_checkpoints=keep,
         gpus=tuple(gpus) if gpus is not None else None,
-        address=raw.get("address"),
+        address=parse_address(raw.get("address"), backend),
     )
+
+
+def _trial_dir(value: Any) -> str:
+    text = str(value)
+    if "://" in text:  # would silently become a local directory named "s3:"
+        raise ConfigError("execution.trial_dir", f"is {text!r}; object-store URLs are not supported yet.",
+                          "mount the bucket at the same path on every node and the driver (s3fs, gcsfuse, NFS) "
+                          "and give that path.")
+    return text
+
+
+_HOST_PORT = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def parse_address(value: Any, backend: str) -> str | None:
+    """``execution.address``: where the Ray cluster is (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``)."""
+    if value is None:
+        return None
+    if backend != "ray":
+        raise ConfigError("execution.address", f"is {value!r}, but only the `ray` backend connects to a cluster.",
+                          "add `backend: ray`, or drop `address`.")
+    if not isinstance(value, str) or not (value in ("auto", "local") or _HOST_PORT.match(value)):
+        raise ConfigError("execution.address", f"is {value!r}, which is not a Ray cluster address.",
+                          "use `auto` (the cluster this machine joined), `HOST:6379` (the head's GCS port) or "
+                          "`ray://HOST:10001` (Ray Client).")
+    return value
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*"

@@ -4,6 +4,20 @@ The default is an Optuna journal file in the study's directory: an append-only l
 several local processes may share safely (a lock file guards appends). It measured several
 times faster per trial than SQLite on disk (see ``benchmarks/results/overhead.md``).
 Any Optuna storage URL works too (``sqlite:///x.db``, ``postgresql://...``).
+
+Database URLs (SQLAlchemy form) for a study shared by several drivers or machines::
+
+    postgresql://USER:PASSWORD@HOST:5432/DB                      psycopg 3 or psycopg2, whichever is installed
+    postgresql://USER@HOST/DB?sslmode=verify-full&sslrootcert=/etc/ssl/ca.pem
+    postgresql://USER@HOST/DB?pool_size=2&max_overflow=0&pool_recycle=1800
+
+Query parameters named after SQLAlchemy engine options (``pool_size``, ``max_overflow``,
+``pool_timeout``, ``pool_recycle``, ``pool_pre_ping``) configure the connection pool and are
+removed from the URL; every other parameter (``sslmode``, ``sslrootcert``, ``sslcert``,
+``sslkey``, ``connect_timeout``, ``application_name``, ...) goes to the database driver as it
+is. A password can also come from ``~/.pgpass`` or ``PGPASSWORD`` (libpq reads them), so it
+need not be written in the study file. The tables are created on first use; several drivers
+starting at once on an empty database create them once (a database lock serializes it).
 """
 
 from __future__ import annotations
@@ -48,7 +62,7 @@ def open_storage(url: str) -> "optuna.storages.BaseStorage":
     if url == "memory":
         storage: Any = optuna.storages.InMemoryStorage()
     elif url.startswith(_RDB_SCHEMES):
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        storage = _open_rdb(url)
     elif url.startswith("redis:"):
         from optuna.storages.journal import JournalRedisBackend
 
@@ -67,6 +81,89 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
         # Several local processes: wait for the write lock instead of failing at once.
         return {"connect_args": {"timeout": 60}}
     return {"pool_pre_ping": True}
+
+
+#: Engine options accepted as URL query parameters, with their types.
+POOL_OPTIONS = {"pool_size": int, "max_overflow": int, "pool_timeout": float, "pool_recycle": int,
+                "pool_pre_ping": bool}
+
+
+def rdb_engine_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL for SQLAlchemy (driver chosen, pool options removed) and the engine options."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's ArgumentError and friends
+        raise ConfigError("storage", f"{_hide_password(url)!r} is not a database URL ({exc}).",
+                          "write e.g. postgresql://user@host:5432/db.") from None
+    kwargs = _engine_kwargs(url)
+    for name, kind in POOL_OPTIONS.items():
+        if name not in parsed.query:
+            continue
+        raw = parsed.query[name]
+        raw = raw[-1] if isinstance(raw, tuple) else raw
+        try:
+            kwargs[name] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+        except ValueError:
+            raise ConfigError("storage", f"`{name}={raw}` in the storage URL is not a {kind.__name__}.") from None
+    parsed = parsed.difference_update_query(list(POOL_OPTIONS))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername=f"postgresql+{_postgres_driver()}")
+    return parsed.render_as_string(hide_password=False), kwargs
+
+
+def _postgres_driver() -> str:
+    """psycopg (3) when installed, else psycopg2: a bare postgresql:// works with either."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is not None:
+        return "psycopg"
+    if importlib.util.find_spec("psycopg2") is not None:
+        return "psycopg2"
+    from tunelab.errors import require
+
+    require("psycopg2", "postgres")  # raises, naming the extra
+    return "psycopg2"
+
+
+def _open_rdb(url: str) -> Any:
+    import optuna
+
+    sa_url, kwargs = rdb_engine_options(url)
+    if not sa_url.startswith(("postgresql", "mysql")):
+        return optuna.storages.RDBStorage(sa_url, engine_kwargs=kwargs)
+    # Several drivers may start at once on an empty database: creating the tables and stamping
+    # the schema version is not safe to race, so it happens under a database-wide lock.
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(sa_url, poolclass=sqlalchemy.pool.NullPool,
+                                      **{k: v for k, v in kwargs.items() if k == "connect_args"})
+    postgres = sa_url.startswith("postgresql")
+    lock = "SELECT pg_advisory_lock(7226511)" if postgres else "SELECT GET_LOCK('tunelab_schema', 120)"
+    unlock = "SELECT pg_advisory_unlock(7226511)" if postgres else "SELECT RELEASE_LOCK('tunelab_schema')"
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(lock))
+            try:
+                return optuna.storages.RDBStorage(sa_url, engine_kwargs=kwargs)
+            finally:
+                conn.execute(sqlalchemy.text(unlock))
+    except sqlalchemy.exc.OperationalError as exc:
+        raise ConfigError("storage", f"cannot connect to {_hide_password(url)}: {str(exc.orig).strip()}",
+                          "check the host, port, user and database, and that the server accepts connections "
+                          "from this machine.") from None
+    finally:
+        engine.dispose()
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url.split("@")[-1]
 
 
 def storage_exists(url: str) -> bool:
