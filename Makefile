@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-EXTRAS := nlp,demo,report,mlflow,dashboard,test
+EXTRAS := nlp,demo,report,mlflow,dashboard,ray,postgres,test
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow venv clean

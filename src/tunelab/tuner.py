@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from tunelab.schedulers.base import Scheduler
 
 FAILURE_CONSTRAINT = "tunelab_failure"
+#: A running trial with no driver recorded yet is left alone this long (another driver asked for it).
+_UNCLAIMED_GRACE_S = 60.0
 #: Failures that do not use up the trial budget: the config runs again, or never ran.
 UNCOUNTED_FAILURES = frozenset({"interrupted", "cancelled"})
 
@@ -301,6 +303,8 @@ class Tuner:
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             driver = (t.user_attrs.get("run") or {}).get("driver")
+            if driver is None and t.datetime_start is not None and _age_s(t.datetime_start) < _UNCLAIMED_GRACE_S:
+                continue  # another driver has just asked for it and is about to record itself
             if driver_alive(driver) is not False:
                 continue  # its driver still runs (here or on another machine)
             self.storage.set_trial_user_attr(t._trial_id, "failure", {
@@ -375,3 +379,11 @@ class Tuner:
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
                                   self._counts[State.FAILED], self._best, time.monotonic() - self._started, eta,
                                   self._last_message))
+
+
+def _age_s(start: Any) -> float:
+    import datetime as dt
+
+    # Journal storages keep aware UTC times, database storages naive local ones.
+    now = dt.datetime.now(tz=start.tzinfo) if start.tzinfo else dt.datetime.now()
+    return (now - start).total_seconds()

@@ -1,0 +1,329 @@
+"""The Ray executor on a real local cluster: a head with 2 CPUs plus a second node (1 CPU) joined
+to it, both started with `ray start` on 127.0.0.1 and stopped by process group afterwards (the
+teardown fails if any process of the cluster is left)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its auth settings at import
+    pytest.skip("Ray is not installed: pip install 'tunelab[ray]' (ray[default])", allow_module_level=True)
+
+from cluster_fixtures import RayCluster, session_pids  # noqa: E402
+from conftest import tunelab_cli  # noqa: E402
+from tunelab.errors import ConfigError  # noqa: E402
+from tunelab.study import load_study  # noqa: E402
+
+STUDY = """
+name: {name}
+objective: {{type: function, function: "tl_test_objectives:{fn}"}}
+metrics: [{{name: score, goal: maximize}}]
+space:
+  quality: {{float: [0.0, 1.0]}}
+  {extra}
+search: {{sampler: random, seed: 0}}
+{scheduler}
+budget: {{trials: {trials}}}
+execution: {{backend: ray, workers: {workers}, trial_dir: {trial_dir}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    c = RayCluster.start(head_cpus=2, worker_cpus=(1,))
+    saved = {k: os.environ.get(k) for k in c.env}
+    os.environ.update(c.env)  # for executors created in this process
+    if "ray" in sys.modules:  # imported before the token was set: make Ray read its settings again
+        from ray._raylet import Config
+
+        Config.initialize("")
+    try:
+        yield c
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        c.stop()  # raises if a process of the cluster is left
+        assert c.leftovers() == []
+
+
+def write_study(directory: Path, *, name: str, fn: str, trials: int, workers: int, extra: str = "",
+                scheduler: str = "") -> Path:
+    trial_dir = directory / "shared" / "runs"  # an absolute path every node sees (same machine here)
+    (directory / "study.yaml").write_text(STUDY.format(name=name, fn=fn, trials=trials, workers=workers, extra=extra,
+                                                       scheduler=scheduler, trial_dir=trial_dir))
+    return trial_dir / name
+
+
+def driver(cluster: RayCluster, cwd: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", "run", "study.yaml", "--address",
+                             cluster.address, "--no-mlflow", *extra], cwd=cwd, env={**os.environ, **cluster.env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def trials_of(cwd: Path, name: str) -> list:
+    from tunelab import storage
+
+    storage._OPEN.clear()  # re-read the journal from disk
+    return load_study(str(cwd / "tunelab.journal"), name).trials()
+
+
+def node_of(trial_dir: str) -> str:
+    header = (Path(trial_dir) / "trial.log").read_text().splitlines()[0]
+    return re.search(r"Ray node (\w+)", header).group(1)  # type: ignore[union-attr]
+
+
+def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_function_study_with_asha_on_two_nodes(cluster: RayCluster, study_dir: Path) -> None:
+    runs = write_study(study_dir, name="asha", fn="curve", trials=9, workers=3, extra="epochs: {fixed: 4}",
+                       scheduler="scheduler: {type: asha, min_resource: 1, max_resource: 4, reduction_factor: 2}")
+    proc = driver(cluster, study_dir)
+    out, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 0, out
+    trials = trials_of(study_dir, "asha")
+    assert len(trials) == 9
+    states = [t.state.value for t in trials]
+    assert set(states) <= {"complete", "pruned"}, [(t.number, t.state, t.message) for t in trials]
+    pruned = [t for t in trials if t.state.value == "pruned"]
+    assert pruned, "ASHA pruned nothing"
+    for t in pruned:  # the decision reached the trial: it stopped reporting early
+        assert len(t.history) < 4
+    for t in trials:
+        if t.state.value == "complete":  # every report streamed to the driver and was stored
+            assert [r.step for r in t.history] == [1.0, 2.0, 3.0, 4.0]
+        assert Path(t.trial_dir).parent == runs
+    # 3 workers on a 2-CPU head: the second node ran trials too.
+    assert len({node_of(t.trial_dir) for t in trials}) == 2
+
+    shown = tunelab_cli("logs", str(pruned[0].number), cwd=study_dir)
+    assert shown.returncode == 0, shown.stderr
+    assert f"[tunelab] trial {pruned[0].number} on" in shown.stdout
+    last = tunelab_cli("logs", "0", "--tail", "1", cwd=study_dir)
+    assert last.returncode == 0 and len(last.stdout.splitlines()) == 1
+    missing = tunelab_cli("logs", "99", cwd=study_dir)
+    assert missing.returncode == 1 and "no trial 99" in missing.stderr
+
+
+def test_killed_worker_process_is_a_crash_and_the_study_completes(cluster: RayCluster, study_dir: Path) -> None:
+    runs = write_study(study_dir, name="kill", fn="slow", trials=4, workers=2, extra="seconds: {fixed: 0.5}")
+    proc = driver(cluster, study_dir)
+    pid_file = wait_for(lambda: next(runs.glob("trial_*/pid"), None) if runs.exists() else None, 90,
+                        "a trial to write its pid")
+    pid = wait_for(lambda: pid_file.read_text().strip(), 10, "the pid")
+    os.kill(int(pid), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert not alive(int(pid))
+    trials = trials_of(study_dir, "kill")
+    killed = next(t for t in trials if Path(t.trial_dir) == pid_file.parent)
+    assert (killed.state.value, killed.failure_kind) == ("failed", "crash"), killed
+    assert "died" in killed.message and f"pid {pid}" in killed.message
+    others = [t for t in trials if t is not killed]
+    assert len(others) == 3 and all(t.state.value == "complete" for t in others)
+    assert not [t for t in trials if t.state.value in ("running", "waiting")]
+
+
+@pytest.mark.slow  # starts and kills a third node
+def test_lost_node_interrupts_its_trial_and_the_config_runs_again(cluster: RayCluster, study_dir: Path) -> None:
+    extra_node = cluster.add_node(cpus=1)
+    runs = write_study(study_dir, name="lost", fn="slow", trials=5, workers=4, extra="seconds: {fixed: 1.0}")
+    proc = driver(cluster, study_dir)
+
+    def trial_on_extra_node() -> Path | None:
+        for pid_file in runs.glob("trial_*/pid") if runs.exists() else []:
+            text = pid_file.read_text().strip()
+            if text and int(text) in session_pids(extra_node.sid):
+                return pid_file
+        return None
+
+    pid_file = wait_for(trial_on_extra_node, 90, "a trial on the extra node")
+    cluster.kill_node(extra_node)
+    out, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 0, out
+    trials = trials_of(study_dir, "lost")
+    lost = next(t for t in trials if Path(t.trial_dir) == pid_file.parent)
+    assert (lost.state.value, lost.failure_kind) == ("failed", "interrupted"), lost
+    assert "node" in lost.message and "lost" in lost.message
+    retries = [t for t in trials if t.retry_of == lost.number]
+    assert len(retries) == 1 and retries[0].config == lost.config and retries[0].state.value == "complete"
+    counted = [t for t in trials if t.failure_kind != "interrupted"]
+    assert len(counted) == 5 and all(t.state.value == "complete" for t in counted)
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_then_resume_on_the_cluster(cluster: RayCluster, study_dir: Path) -> None:
+    runs = write_study(study_dir, name="resume", fn="slow", trials=8, workers=2, extra="seconds: {fixed: 0.5}")
+    proc = driver(cluster, study_dir)
+
+    def progress() -> bool:
+        try:
+            states = [t.state.value for t in trials_of(study_dir, "resume")]
+        except Exception:  # noqa: BLE001 - the storage or the study is still being created
+            return False
+        return states.count("complete") >= 2 and "running" in states
+
+    wait_for(progress, 120, "2 complete trials and one running")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pids = [int(p.read_text()) for p in runs.glob("trial_*/pid") if p.read_text().strip()]
+    # Ray ends the tasks (and their processes) of a driver that is gone.
+    wait_for(lambda: not any(alive(p) for p in pids), 60, "the trial processes of the dead driver to exit")
+    again = driver(cluster, study_dir)
+    out, _ = again.communicate(timeout=150)
+    assert again.returncode == 0, out
+    trials = trials_of(study_dir, "resume")
+    interrupted = [t for t in trials if t.failure_kind == "interrupted"]
+    assert interrupted and all(len([r for r in trials if r.retry_of == t.number]) == 1 for t in interrupted)
+    counted = [t for t in trials if t.failure_kind != "interrupted"]
+    assert len(counted) == 8 and all(t.state.value == "complete" for t in counted)
+
+
+def test_stop_and_timeout_end_trials_on_the_cluster(cluster: RayCluster, study_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(study_dir))
+    import tl_test_objectives
+
+    from tunelab.executors.base import TrialSpec
+    from tunelab.executors.ray import RayExecutor
+    from tunelab.trial import Ended
+
+    executor = RayExecutor(tl_test_objectives.fails_by_kind, 2, address=cluster.address)
+    try:
+        executor.launch(TrialSpec(0, {"kind": "hang"}, study_dir / "t0", timeout=2.0))
+        executor.launch(TrialSpec(1, {"kind": "hang"}, study_dir / "t1"))
+        wait_for(lambda: (study_dir / "t1" / "trial.log").exists(), 60, "trial 1 to start")
+        executor.stop(1)
+        ended: dict[int, Ended] = {}
+        deadline = time.monotonic() + 60
+        while len(ended) < 2 and time.monotonic() < deadline:
+            ended.update({e.trial_id: e for e in executor.poll(0.5) if isinstance(e, Ended)})
+        assert (ended[0].state.value, ended[0].kind) == ("failed", "timeout")
+        assert (ended[1].state.value, ended[1].kind) == ("failed", "interrupted")
+        assert executor.capacity() == 2
+    finally:
+        executor.shutdown()
+    import ray
+
+    assert not ray.is_initialized()  # the executor connected, so it disconnected
+
+
+def test_a_trial_no_node_can_hold_is_a_config_error(cluster: RayCluster) -> None:
+    from tunelab.executors.ray import RayExecutor
+
+    with pytest.raises(ConfigError, match="gpus_per_trial"):
+        RayExecutor(print, 1, address=cluster.address, gpus_per_trial=1)
+    with pytest.raises(ConfigError, match="cpus_per_trial.*use at most 2"):
+        RayExecutor(print, 1, address=cluster.address, cpus_per_trial=8)
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_text_classification_study_on_ray(cluster: RayCluster, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import nlp_fixtures
+
+    nlp_fixtures.build_tiny_model(tmp_path / "model")
+    nlp_fixtures.make_dataset(tmp_path / "data", n_train=160, n_val=48)
+    (tmp_path / "study.yaml").write_text(f"""
+name: tc
+objective:
+  type: text_classification
+  model: model
+  data: {{train: data/train.csv, validation: data/validation.csv, text: text, label: label}}
+  max_length: 32
+  cache_dir: {tmp_path / "cache"}
+  device: cpu
+  num_train_epochs: 2
+  per_device_train_batch_size: 16
+metrics: [{{name: accuracy, goal: maximize}}]
+space:
+  learning_rate: {{float: [1.0e-3, 1.0e-2], log: true}}
+search: {{sampler: random, seed: 0}}
+budget: {{trials: 2}}
+execution: {{backend: ray, workers: 2, keep_checkpoints: 1, trial_dir: {tmp_path / "shared"}}}
+""")
+    proc = driver(cluster, tmp_path)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    trials = trials_of(tmp_path, "tc")
+    assert [t.state.value for t in trials] == ["complete", "complete"], [t.message for t in trials]
+    for t in trials:
+        assert [r.step for r in t.history] == [1.0, 2.0]  # an evaluation per epoch, streamed
+        assert "objective loaded in" in (Path(t.trial_dir) / "trial.log").read_text()
+    best = max(trials, key=lambda t: t.metrics["accuracy"])
+    worst = min(trials, key=lambda t: (t.metrics["accuracy"], -t.number))
+    # The kept checkpoint sits in the shared trial directory, where the driver exports it from.
+    checkpoint = Path(best.trial_dir) / "checkpoint"
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "tunelab_checkpoint.json").is_file()
+    if worst is not best:
+        assert not (Path(worst.trial_dir) / "checkpoint").exists()  # keep_checkpoints: 1
+
+
+def test_execution_config_for_ray() -> None:
+    from tunelab.config import parse_execution
+
+    assert parse_execution({"backend": "ray", "address": "auto"}).address == "auto"
+    assert parse_execution({"backend": "ray", "address": "ray://head.example:10001"}).address.startswith("ray://")
+    assert parse_execution({"backend": "ray", "address": "10.0.0.5:6379", "gpus_per_trial": 0.5}).gpus_per_trial == 0.5
+    with pytest.raises(ConfigError, match="only the `ray` backend"):
+        parse_execution({"backend": "local", "address": "10.0.0.5:6379"})
+    with pytest.raises(ConfigError, match="not a Ray cluster address"):
+        parse_execution({"backend": "ray", "address": "http://head"})
+    with pytest.raises(ConfigError, match="Ray assigns the GPUs"):
+        parse_execution({"backend": "ray", "gpus": [0]})
+    with pytest.raises(ConfigError, match="not supported yet"):
+        parse_execution({"backend": "ray", "trial_dir": "s3://bucket/runs"})
+
+
+def test_command_line_overrides_of_execution(tmp_path: Path) -> None:
+    from tunelab.config import load_config
+
+    (tmp_path / "study.yaml").write_text(
+        'objective: {type: function, function: "m:f"}\nmetrics: [{name: s, goal: maximize}]\n'
+        "space: {x: {float: [0, 1]}}\nexecution: {backend: ray, address: auto, workers: 2, timeout: 30s}\n")
+    config = load_config(tmp_path / "study.yaml")
+    ray_cfg = config.with_execution(address="10.0.0.5:6379", gpus_per_trial=0.25, cpus_per_trial=2)
+    e = ray_cfg.execution
+    assert (e.backend, e.address, e.gpus_per_trial, e.cpus_per_trial, e.workers, e.timeout_s) == \
+        ("ray", "10.0.0.5:6379", 0.25, 2, 2, 30.0)
+    local = config.with_execution(backend="local").execution  # the file's cluster address is dropped
+    assert (local.backend, local.address) == ("local", None)
+    assert config.with_execution() is config
