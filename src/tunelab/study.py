@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -85,11 +86,24 @@ def reports_of(frozen: "optuna.trial.FrozenTrial") -> tuple[Report, ...]:
     return tuple(r for _, r in sorted(items, key=lambda kv: kv[0]))
 
 
+def trial_dir_name(number: int) -> str:
+    return f"trial_{number:04d}"
+
+
 def stored_config(frozen: "optuna.trial.FrozenTrial") -> dict[str, Any]:
-    """The exact config a trial ran with: its params, unless fixed values or a clone made it differ
-    (then the tuner stored it in the ``run`` attribute; one storage write fewer per trial)."""
+    """The exact config a trial ran with: its params plus the space's fixed values (kept in the
+    ``run`` attribute, so the config is not stored twice)."""
     run = frozen.user_attrs.get("run") or {}
-    return dict(run.get("config") or frozen.params)
+    if run.get("config"):
+        return dict(run["config"])
+    return {**frozen.params, **(run.get("fixed") or {})}
+
+
+def stored_trial_dir(frozen: "optuna.trial.FrozenTrial") -> str | None:
+    run = frozen.user_attrs.get("run") or {}
+    if run.get("dir"):
+        return str(run["dir"])
+    return str(Path(run["root"]) / trial_dir_name(frozen.number)) if run.get("root") else None
 
 
 def trial_info(frozen: "optuna.trial.FrozenTrial", metrics: MetricSet) -> TrialInfo:
@@ -113,7 +127,7 @@ def trial_info(frozen: "optuna.trial.FrozenTrial", metrics: MetricSet) -> TrialI
         start=frozen.datetime_start,
         end=frozen.datetime_complete,
         slot=run.get("slot"),
-        trial_dir=run.get("dir"),
+        trial_dir=stored_trial_dir(frozen),
         parent=run.get("parent"),
         retry_of=frozen.user_attrs.get("retry_of"),
     )

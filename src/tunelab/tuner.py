@@ -22,7 +22,7 @@ from tunelab.executors.base import TrialSpec
 from tunelab.metrics import MetricSet
 from tunelab.schedulers.base import Decision
 from tunelab.space import Space
-from tunelab.study import REPORT_PREFIX, StudyView, stored_config, trial_info
+from tunelab.study import REPORT_PREFIX, StudyView, stored_config, trial_dir_name, trial_info
 from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
 
 if TYPE_CHECKING:
@@ -134,6 +134,8 @@ class Tuner:
     def _budget_left(self) -> bool:
         if self.trials is None:
             return True
+        if self.storage.get_n_trials(self.study._study_id) < self.trials:
+            return True  # fewer trials of any kind than the budget: no need to count
         return self._counted_trials() < self.trials
 
     def _counted_trials(self, below: int | None = None) -> int:
@@ -177,34 +179,67 @@ class Tuner:
             parent = suggestion.from_checkpoint
         elif hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study) and not self._has_waiting():
             return False
-        trial = self.study.ask()
+        slot = min(set(range(self._workers())) - {live.slot for live in self._live.values()})
+        run: dict[str, Any] = {"slot": slot, "root": str(self.trial_root), "driver": self.driver}
+        if self.space.fixed:
+            run["fixed"] = self.space.fixed
+        if parent is not None:
+            run["parent"] = parent
+        trial = self._ask(run)
         number = trial.number
-        if self.trials is not None and self._counted_trials(below=number) >= self.trials:
-            # Another driver took the last of the budget between our count and our ask: trial
-            # numbers are handed out atomically by the storage, so the higher number yields.
+        # Trial numbers come from the storage in order, so a number below the budget can never
+        # exceed it; above, count: another driver may have taken the last of the budget.
+        if self.trials is not None and number >= self.trials and self._counted_trials(below=number) >= self.trials:
             self.storage.set_trial_user_attr(trial._trial_id, "failure", {
                 "kind": "cancelled", "message": "the trial budget was used up by another driver"})
             self.study.tell(trial, state=TrialState.FAIL)
             return False
         config = self.space.sample(trial)
-        trial_dir = self.trial_root / f"trial_{number:04d}"
+        trial_dir = self.trial_root / trial_dir_name(number)
         trial_dir.mkdir(parents=True, exist_ok=True)
         (trial_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         from_checkpoint = None
         if parent is not None:
-            from_checkpoint = self.trial_root / f"trial_{parent:04d}" / "checkpoint"
-        spec = TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s)
-        slot = self.executor.launch(spec)
-        run: dict[str, Any] = {"slot": slot, "dir": str(trial_dir), "driver": self.driver}
-        if parent is not None:
-            run["parent"] = parent
-        if config != trial.params:  # fixed values or a clone: keep the exact config
-            run["config"] = config
-        self.storage.set_trial_user_attr(trial._trial_id, "run", run)
+            from_checkpoint = self.trial_root / trial_dir_name(parent) / "checkpoint"
+        self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot))
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
         self._live[number] = _Live(trial, record, slot, trial_dir, started=time.monotonic())
         self.callbacks.call("on_trial_start", number, config)
         return True
+
+    def _workers(self) -> int:
+        return int(getattr(self.executor, "workers", 1))
+
+    def _ask(self, run: Mapping[str, Any]) -> "optuna.trial.Trial":
+        """``study.ask()``, with the trial created already holding its ``run`` attribute.
+
+        One storage write fewer per trial, and no moment in which another driver could see the
+        trial running with no driver recorded. Falls back to ask-then-write for a queued trial
+        or an Optuna without the internals used here.
+        """
+        import datetime as dt
+
+        import optuna
+        from optuna.trial import FrozenTrial, TrialState
+
+        study = self.study
+        pop = getattr(study, "_pop_waiting_trial_id", None)
+        local = getattr(study, "_thread_local", None)
+        if pop is None or local is None:
+            trial = study.ask()
+            self.storage.set_trial_user_attr(trial._trial_id, "run", dict(run))
+            return trial
+        local.cached_all_trials = None  # what ask() does: sync with the storage once a trial
+        trial_id = pop()
+        if trial_id is not None:
+            self.storage.set_trial_user_attr(trial_id, "run", dict(run))
+            return optuna.Trial(study, trial_id)
+        template = FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, datetime_start=dt.datetime.now(),
+            datetime_complete=None, params={}, distributions={}, user_attrs={"run": dict(run)},
+            system_attrs={}, intermediate_values={}, trial_id=-1,
+        )
+        return optuna.Trial(study, self.storage.create_new_trial(study._study_id, template_trial=template))
 
     def _has_waiting(self) -> bool:
         from optuna.trial import TrialState
@@ -307,6 +342,12 @@ class Tuner:
                 continue  # another driver has just asked for it and is about to record itself
             if driver_alive(driver) is not False:
                 continue  # its driver still runs (here or on another machine)
+            if self.space.searched and not t.params:
+                # The driver died between creating the trial and choosing its config: it never ran.
+                self.storage.set_trial_user_attr(t._trial_id, "failure", {
+                    "kind": "cancelled", "message": "the driver stopped before this trial started"})
+                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                continue
             self.storage.set_trial_user_attr(t._trial_id, "failure", {
                 "kind": "interrupted", "message": "the driver stopped while this trial ran"})
             self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)

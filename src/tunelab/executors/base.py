@@ -24,6 +24,7 @@ class TrialSpec:
     trial_dir: Path
     from_checkpoint: Path | None = None
     timeout: float | None = None
+    slot: int | None = None  # the worker slot the tuner chose (the lowest free one)
 
 
 class Executor(Protocol):

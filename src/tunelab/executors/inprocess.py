@@ -1,8 +1,10 @@
 """Trials as threads of the driver process: for tests and cheap functions.
 
-No isolation: a trial that hangs cannot be killed, so ``timeout`` and ``stop`` are
-cooperative. The tuner records the trial as timed out or interrupted at once, and the
-thread's next ``report`` raises ``TrialPruned`` so it winds down.
+One long-lived thread per worker slot runs the trials handed to it (starting a thread per
+trial cost more than a cheap trial itself). No isolation: a trial that hangs cannot be
+killed, so ``timeout`` and ``stop`` are cooperative. The tuner records the trial as timed
+out or interrupted at once, and the thread's next ``report`` raises ``TrialPruned`` so it
+winds down.
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ class InProcessExecutor:
         self.objective = objective
         self.workers = workers
         self._events: "queue.Queue[Event]" = queue.Queue()
-        self._channels: dict[int, _QueueChannel] = {}  # every trial whose thread still runs
+        self._channels: dict[int, _QueueChannel] = {}  # every trial whose thread still runs it
         self._reporters: dict[int, Reporter] = {}
         self._slots: dict[int, int] = {}  # trials the tuner still counts as running
         self._deadlines: dict[int, float] = {}
         self._pending: list[Event] = []
+        self._inboxes: list["queue.Queue[Reporter | None]"] = []
+        self._threads: list[threading.Thread] = []
 
     def capacity(self) -> int:
         return self.workers - len(self._slots)
 
     def launch(self, spec: TrialSpec) -> int:
-        slot = min(set(range(self.workers)) - set(self._slots.values()))
+        slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - set(self._slots.values()))
         channel = _QueueChannel(spec.trial_id, self._events)
         reporter = Reporter(spec.trial_id, dict(spec.config), spec.trial_dir, channel,
                             Resources(cpus=1), spec.from_checkpoint)
@@ -53,12 +57,22 @@ class InProcessExecutor:
         self._slots[spec.trial_id] = slot
         if spec.timeout:
             self._deadlines[spec.trial_id] = time.monotonic() + spec.timeout
-        threading.Thread(target=self._run, args=(reporter,), daemon=True,
-                         name=f"tunelab-trial-{spec.trial_id}").start()
+        self._inbox(slot).put(reporter)
         return slot
 
-    def _run(self, reporter: Reporter) -> None:
-        self._events.put(run_objective(self.objective, reporter))
+    def _inbox(self, slot: int) -> "queue.Queue[Reporter | None]":
+        while len(self._inboxes) <= slot:
+            inbox: "queue.Queue[Reporter | None]" = queue.Queue()
+            thread = threading.Thread(target=self._serve, args=(inbox,), daemon=True,
+                                      name=f"tunelab-slot-{len(self._inboxes)}")
+            self._inboxes.append(inbox)
+            self._threads.append(thread)
+            thread.start()
+        return self._inboxes[slot]
+
+    def _serve(self, inbox: "queue.Queue[Reporter | None]") -> None:
+        while (reporter := inbox.get()) is not None:
+            self._events.put(run_objective(self.objective, reporter))
 
     def poll(self, timeout: float) -> list[Event]:
         now = time.monotonic()
@@ -116,3 +130,5 @@ class InProcessExecutor:
             self._abandon(trial_id, "interrupted", "study shut down")
         for channel in list(self._channels.values()):
             channel.replies.put(True)
+        for inbox in self._inboxes:
+            inbox.put(None)

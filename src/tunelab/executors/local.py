@@ -72,7 +72,7 @@ class LocalExecutor:
         gpus = self.gpu_pool.take()
         if gpus is None:
             raise RuntimeError("no GPU share is free; check capacity() before launch()")
-        slot = min(set(range(self.workers)) - {r.slot for r in self._running.values()})
+        slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - {r.slot for r in self._running.values()})
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         log = open(spec.trial_dir / LOG_NAME, "ab", buffering=0)
         driver_sock, child_sock = socket.socketpair()

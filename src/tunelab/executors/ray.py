@@ -104,7 +104,7 @@ class RayExecutor:
         return max(0, self.workers - len(self._running))
 
     def launch(self, spec: TrialSpec) -> int:
-        slot = min(set(range(self.workers)) - {r.slot for r in self._running.values()})
+        slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - {r.slot for r in self._running.values()})
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         ref = self._task.remote([self._objective_ref], spec, self.cpus, self.gpus, list(sys.path), os.getcwd(),
                                 self._mailbox)
