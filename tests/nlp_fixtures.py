@@ -100,12 +100,16 @@ def make_dataset(directory: Path, n_train: int = 320, n_val: int = 64, pairs: bo
     }
 
 
-def tiny_objective(model_dir: Path, data: Mapping[str, Path], cache_dir: Path, pairs: bool = False,
+def tiny_objective(model_dir: Path, files: Mapping[str, Path], cache_dir: Path, pairs: bool = False,
                    **options: Any) -> Any:
-    """A TextClassification objective over the tiny model and data, fast defaults."""
+    """A TextClassification objective over the tiny model and data files, with fast defaults.
+
+    ``data={...}`` adds data settings, ``defaults={...}`` overrides training defaults, other
+    keyword arguments go to ``TextClassification``.
+    """
     from tunelab.objectives.text_classification import TextClassification
 
-    spec = {"train": str(data["train"]), "validation": str(data["validation"]), "label": "label",
+    spec = {"train": str(files["train"]), "validation": str(files["validation"]), "label": "label",
             **({"text": "premise", "text_pair": "hypothesis"} if pairs else {"text": "text"}),
             **options.pop("data", {})}
     defaults = {"num_train_epochs": 3, "per_device_train_batch_size": 16, "learning_rate": 3e-3,
@@ -133,3 +137,24 @@ def make_reporter(trial_dir: Path, config: Mapping[str, Any] | None = None, tria
     channel = RecordingChannel(stop_when)
     return Reporter(trial_id=trial_id, config=dict(config or {}), trial_dir=Path(trial_dir), channel=channel,
                     resources=Resources(cpus=cpus))
+
+
+def run_pickled_trial(payload: bytes, trial_dir: str, config: Mapping[str, Any], trial_id: int = 0) -> dict[str, Any]:
+    """Run a pickled objective as a fresh trial process would; for ``ProcessPoolExecutor``s.
+
+    Returns the result or the failure kind, and the reported (step, metrics) pairs.
+    """
+    import pickle
+
+    from tunelab.errors import TrialFailed, TrialPruned
+
+    objective = pickle.loads(payload)
+    reporter = make_reporter(Path(trial_dir), config, trial_id=trial_id)
+    out: dict[str, Any] = {"reports": reporter.channel.results}
+    try:
+        out["result"] = objective(reporter.config, reporter)
+    except TrialPruned:
+        out["state"] = "pruned"
+    except TrialFailed as exc:
+        out["state"], out["kind"] = "failed", exc.kind
+    return out

@@ -66,7 +66,8 @@ class DataSpec:
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise ConfigError(f"{field}.{key}", f"is {values[key]!r}, but must be a string.")
         if values.get("format") is not None and values["format"] not in readers.FORMATS:
-            raise ConfigError(f"{field}.format", f"is {values['format']!r}, but must be one of {list(readers.FORMATS)}.")
+            raise ConfigError(f"{field}.format", f"is {values['format']!r}, "
+                              f"but must be one of {list(readers.FORMATS)}.")
         split = values.get("validation_split")
         if split is not None:
             if isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1:

@@ -89,8 +89,12 @@ def build_config(source: str, label_names: Sequence[str], settings: TrainSetting
 
 
 def load_model(source: str, label_names: Sequence[str], settings: TrainSettings,
-               model_kwargs: Mapping[str, Any], pad_id: int) -> Any:
-    """A sequence-classification model in float32 (autocast handles lower precision)."""
+               model_kwargs: Mapping[str, Any], pad_id: int, freeze_embeddings: bool = False) -> Any:
+    """A sequence-classification model in float32 (autocast handles lower precision).
+
+    ``freeze_embeddings`` keeps the token embedding matrix fixed: with few layers it holds most
+    of the parameters, so its gradient and optimizer update dominate a CPU step.
+    """
     from transformers import AutoModelForSequenceClassification
 
     config, loader_kw = build_config(source, label_names, settings, model_kwargs, pad_id)
@@ -98,7 +102,10 @@ def load_model(source: str, label_names: Sequence[str], settings: TrainSettings,
     if "torch_dtype" not in loader_kw:
         loader_kw.setdefault("dtype", torch.float32)  # master weights in fp32, whatever was saved
     with quiet_transformers():
-        return AutoModelForSequenceClassification.from_pretrained(source, config=config, **loader_kw)
+        model = AutoModelForSequenceClassification.from_pretrained(source, config=config, **loader_kw)
+    if freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model
 
 
 def make_optimizer(model: Any, settings: TrainSettings, device: torch.device) -> torch.optim.Optimizer:

@@ -93,7 +93,8 @@ def coerce(name: str, value: Any, where: str) -> Any:
         raise ConfigError(where, f"is {value!r}, which is not a finite number.")
     if kind == "int":
         if float(value) != int(value):
-            raise ConfigError(where, f"is {value!r}, but must be a whole number.", "use an `int` or a `choice` of ints.")
+            raise ConfigError(where, f"is {value!r}, but must be a whole number.",
+                              "use an `int` or a `choice` of ints.")
         value = int(value)
     else:
         value = float(value)

@@ -40,10 +40,12 @@ class TrainJob:
     cache: TokenCache
     settings: TrainSettings
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    eval_steps: int | None = None
+    eval_steps: int | None = None  # evaluate every N updates ...
+    evals_per_epoch: int = 1  # ... or N times an epoch, at steps >= 1/N, 2/N, ... (for ASHA rungs)
     eval_batch_size: int = 64
     device: str = "auto"
     select: tuple[str, str] = ("accuracy", "maximize")  # which evaluation is the best one
+    freeze_embeddings: bool = False
     faults: Faults = Faults()
 
 
@@ -105,7 +107,8 @@ class TrainLoop:
         self.val_split = job.cache.split("validation")
         self.train_lengths = np.asarray(self.train_split.lengths)
         source = str(reporter.from_checkpoint) if reporter.from_checkpoint else job.model
-        self.model = load_model(source, job.cache.label_names, self.s, job.model_kwargs, job.cache.pad_id)
+        self.model = load_model(source, job.cache.label_names, self.s, job.model_kwargs, job.cache.pad_id,
+                                job.freeze_embeddings)
         self.model.to(self.device).train()
         self.precision = choose_precision(self.device)
         self.optimizer = make_optimizer(self.model, self.s, self.device)
@@ -147,8 +150,14 @@ class TrainLoop:
         return self._result()
 
     def _eval_due(self, update: int) -> bool:
-        every = self.job.eval_steps or self.updates_per_epoch
-        return update % every == 0 or update == self.total_updates
+        if update == self.total_updates:
+            return True
+        if self.job.eval_steps:
+            return update % self.job.eval_steps == 0
+        # The first update at or past each j/N of an epoch, so a rung at j/N is reached.
+        n, per_epoch = self.job.evals_per_epoch, self.updates_per_epoch
+        in_epoch = (update - 1) % per_epoch + 1
+        return any(math.ceil(j * per_epoch / n) == in_epoch for j in range(1, n + 1))
 
     def _update(self, group: list[np.ndarray], number: int) -> None:
         n_examples = sum(len(b) for b in group)
@@ -250,6 +259,7 @@ class TrainLoop:
             "config": dict(self.reporter.config),
             "model": self.job.model,
             "model_kwargs": dict(self.job.model_kwargs),
+            "freeze_embeddings": self.job.freeze_embeddings,
             "max_length": cache.meta["max_length"],
             "labels": cache.label_names,
             "data": cache.meta["data"],

@@ -9,9 +9,11 @@ objective:
   data: {train: train.csv, validation: dev.csv, text: text, label: label}
   max_length: 128                          # default; may also be tuned in `space`
   eval_steps: 50                           # optional: evaluate every 50 updates (default: each epoch)
+  evals_per_epoch: 2                       # or: evaluate at (or just past) every half epoch
   per_device_eval_batch_size: 64
   cache_dir: ~/.cache/tunelab/tokens       # the token cache (shared by studies)
   device: auto                             # auto | cpu | cuda | cuda:1
+  freeze_embeddings: false                 # true: keep the token embeddings fixed (faster on CPU)
   num_train_epochs: 3                      # ... and a default for any other tunable setting
 ```
 
@@ -41,8 +43,8 @@ if TYPE_CHECKING:
 
 EVAL_METRICS = ("accuracy", "f1", "f1_macro", "mcc", "loss")
 EXTRA_METRICS = ("train_loss", "train_seconds", "samples_per_second", "best_step")
-_OPTIONS = ("type", "model", "model_kwargs", "data", "max_length", "eval_steps", "per_device_eval_batch_size",
-            "cache_dir", "device", "defaults", "fault_injection")
+_OPTIONS = ("type", "model", "model_kwargs", "data", "max_length", "eval_steps", "evals_per_epoch",
+            "per_device_eval_batch_size", "cache_dir", "device", "freeze_embeddings", "defaults", "fault_injection")
 
 
 @dataclass
@@ -63,9 +65,11 @@ class TextClassification:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     max_length: int = 128
     eval_steps: int | None = None
+    evals_per_epoch: int = 1
     per_device_eval_batch_size: int = 64
     cache_dir: str | None = None
     device: str = "auto"
+    freeze_embeddings: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     fault_injection: Mapping[str, Any] = field(default_factory=dict)  # for tests, see nlp.faults.Faults
     # Learned from the study in validate(), carried to the trials with the pickled objective.
@@ -73,14 +77,19 @@ class TextClassification:
     _lengths: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Absolute paths: trials may run in another working directory (or on another node).
+        self.model = _model_option(self.model, "objective.model", None)
         self.data = DataSpec.from_config(self.data)
         self.defaults = check_defaults(dict(self.defaults), "objective")
         self.max_length = int(self.defaults.pop("max_length", self.max_length))
         check_defaults({"max_length": self.max_length}, "objective")
-        if self.eval_steps is not None and (isinstance(self.eval_steps, bool) or not isinstance(self.eval_steps, int)
-                                            or self.eval_steps < 1):
-            raise ConfigError("objective.eval_steps", f"is {self.eval_steps!r}, but must be a positive integer.",
-                              "leave it out to evaluate once per epoch.")
+        for name in ("eval_steps", "evals_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"objective.{name}", f"is {value!r}, but must be a positive integer.",
+                                  "leave it out to evaluate once per epoch.")
+        if self.eval_steps is not None and self.evals_per_epoch != 1:
+            raise ConfigError("objective.evals_per_epoch", "is set together with `eval_steps`.", "keep one.")
         if not isinstance(self.per_device_eval_batch_size, int) or self.per_device_eval_batch_size < 1:
             raise ConfigError("objective.per_device_eval_batch_size",
                               f"is {self.per_device_eval_batch_size!r}, but must be a positive integer.")
@@ -88,6 +97,9 @@ class TextClassification:
             raise ConfigError("objective.model_kwargs", "must be a mapping.", "write e.g. `{num_hidden_layers: 2}`.")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError("objective.device", f"is {self.device!r}.", "use auto, cpu, cuda or cuda:N.")
+        if not isinstance(self.freeze_embeddings, bool):
+            raise ConfigError("objective.freeze_embeddings", f"is {self.freeze_embeddings!r}, "
+                              "but must be true or false.")
         Faults.from_config(self.fault_injection)
 
     # ---- construction from YAML -------------------------------------------------------------
@@ -220,8 +232,9 @@ class TextClassification:
         cache = ensure_cache(self.data, self.model_source(), settings.max_length, resolve_cache_dir(self.cache_dir))
         job = TrainJob(
             model=self.model_source(), cache=cache, settings=settings, model_kwargs=dict(self.model_kwargs),
-            eval_steps=self.eval_steps, eval_batch_size=self.per_device_eval_batch_size, device=self.device,
-            select=self._select, faults=Faults.from_config(self.fault_injection),
+            eval_steps=self.eval_steps, evals_per_epoch=self.evals_per_epoch, eval_batch_size=self.per_device_eval_batch_size, device=self.device,
+            select=self._select, freeze_embeddings=self.freeze_embeddings,
+            faults=Faults.from_config(self.fault_injection),
         )
         return train(job, reporter)
 
