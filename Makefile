@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 EXTRAS := nlp,demo,report,mlflow,dashboard,ray,postgres,test
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo test test-slow venv clean bench
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,9 @@ test-slow: $(STAMP)
 
 clean:
 	rm -rf $(VENV) tunelab_runs tunelab.journal
+
+bench: $(STAMP)
+	$(PIP) install -e ".[$(EXTRAS),bench]"
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/cluster.py
