@@ -8,7 +8,6 @@ that were running as ``failed: interrupted`` and queues their configs again, onc
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -196,8 +195,6 @@ class Tuner:
             return False
         config = self.space.sample(trial)
         trial_dir = self.trial_root / trial_dir_name(number)
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        (trial_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         from_checkpoint = None
         if parent is not None:
             from_checkpoint = self.trial_root / trial_dir_name(parent) / "checkpoint"

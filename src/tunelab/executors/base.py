@@ -45,6 +45,15 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
+def prepare_trial_dir(spec: TrialSpec) -> None:
+    """The trial's directory with its ``config.json``: executors that give a trial a process
+    (and a log) do this; the in-process executor leaves it to the trial's first checkpoint."""
+    import json
+
+    spec.trial_dir.mkdir(parents=True, exist_ok=True)
+    (spec.trial_dir / "config.json").write_text(json.dumps(dict(spec.config), indent=2, default=str) + "\n")
+
+
 def tail(path: Path, lines: int = 20, max_bytes: int = 16_384) -> str:
     """The last lines of a log file (for a crash message)."""
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from tunelab.executors.base import TrialSpec, tail
+from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.executors.resources import GpuPool, cpus_per_trial as _cpus_for, visible_gpus
 from tunelab.trial import Ended, Event, Result, State
 from tunelab.worker import Resources
@@ -73,7 +73,7 @@ class LocalExecutor:
         if gpus is None:
             raise RuntimeError("no GPU share is free; check capacity() before launch()")
         slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - {r.slot for r in self._running.values()})
-        spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        prepare_trial_dir(spec)
         log = open(spec.trial_dir / LOG_NAME, "ab", buffering=0)
         driver_sock, child_sock = socket.socketpair()
         env = self._child_env(gpus)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunelab.errors import ConfigError, TunelabError, require
-from tunelab.executors.base import TrialSpec, tail
+from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.trial import Ended, Event, Result, State
 
 LOG_NAME = "trial.log"
@@ -105,7 +105,7 @@ class RayExecutor:
 
     def launch(self, spec: TrialSpec) -> int:
         slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - {r.slot for r in self._running.values()})
-        spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        prepare_trial_dir(spec)
         ref = self._task.remote([self._objective_ref], spec, self.cpus, self.gpus, list(sys.path), os.getcwd(),
                                 self._mailbox)
         self._running[spec.trial_id] = _Running(spec, ref, slot, time.monotonic())
