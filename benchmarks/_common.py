@@ -124,6 +124,23 @@ def git_commit() -> str | None:
         return None
 
 
+def loaded_source_fingerprint(package: str = "tunelab") -> str:
+    """A hash of the source files of ``package``'s modules loaded in this process, so a run whose
+    code changed midway (others edit the tree while benchmarks run) can say so."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted({m.__file__ for name, m in list(sys.modules.items())
+                    if (name == package or name.startswith(package + ".")) and getattr(m, "__file__", None)})
+    for path in files:
+        digest.update(Path(path).name.encode())
+        try:
+            digest.update(Path(path).read_bytes())
+        except OSError:
+            pass
+    return digest.hexdigest()[:12]
+
+
 def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
