@@ -119,11 +119,11 @@ class Tuner:
                 while not self._stopping and self.executor.capacity() > 0 and self._budget_left():
                     if not self._launch_next():
                         break
+                self._emit_progress()  # after launching, so "running" counts the new trials
                 if not self._live:
                     break
                 for event in self.executor.poll(0.5):
                     self._handle(event)
-                self._emit_progress()
         finally:
             self._shutdown()
             if self.callbacks:
