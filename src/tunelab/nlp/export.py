@@ -73,7 +73,7 @@ def evaluate_model(model_dir: Path, data_path: Path, text: str = "text", text_pa
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tunelab.nlp import readers
+    from tunelab.nlp import fastpath, readers
     from tunelab.nlp.cache import TokenizedSplit, tokenize
     from tunelab.nlp.data import DataSpec
     from tunelab.nlp.model import choose_device, choose_precision, quiet_transformers
@@ -102,6 +102,7 @@ def evaluate_model(model_dir: Path, data_path: Path, text: str = "text", text_pa
     split = TokenizedSplit(arrays["ids"], arrays["offsets"], labels, arrays.get("type_ids"))
     dev = choose_device(device)
     model.to(dev)
+    fastpath.apply(model, 0, dev)  # exact; in evaluation only the first-token last layer matters
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     metrics = evaluate(model, split, batch_size, pad_id, choose_precision(dev), model.config.num_labels)
     return {**metrics, "examples": float(len(split))}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tunelab.errors import TrialFailed, TrialPruned
+from tunelab.nlp import allocator, fastpath
 from tunelab.nlp.batching import grouped_batches, pad_batch, sorted_batches, to_tensors
 from tunelab.nlp.cache import TokenCache, TokenizedSplit
 from tunelab.nlp.checkpoint import save_checkpoint, versions
@@ -46,6 +47,7 @@ class TrainJob:
     device: str = "auto"
     select: tuple[str, str] = ("accuracy", "maximize")  # which evaluation is the best one
     freeze_embeddings: bool = False
+    fast_path: bool = True  # nlp.fastpath and nlp.allocator: exact speed-ups, false for the stock model
     faults: Faults = Faults()
 
 
@@ -110,6 +112,10 @@ class TrainLoop:
         self.model = load_model(source, job.cache.label_names, self.s, job.model_kwargs, job.cache.pad_id,
                                 job.freeze_embeddings)
         self.model.to(self.device).train()
+        if job.fast_path:
+            fastpath.apply(self.model, self.s.seed, self.device)
+            if self.device.type == "cpu":
+                allocator.keep_freed_memory()
         self.precision = choose_precision(self.device)
         self.optimizer = make_optimizer(self.model, self.s, self.device)
         batches = math.ceil(len(self.train_split) / self.s.per_device_train_batch_size)
@@ -288,6 +294,8 @@ class TrainLoop:
         with quiet_transformers():
             best = AutoModelForSequenceClassification.from_pretrained(
                 str(self.reporter.checkpoint_dir), dtype=torch.float32).to(self.device)
+        if self.job.fast_path:
+            fastpath.apply(best, self.s.seed, self.device)
         return evaluate(best, self.job.cache.split("test"), self.job.eval_batch_size, self.job.cache.pad_id,
                         self.precision, len(self.job.cache.label_names), self.job.faults)
 

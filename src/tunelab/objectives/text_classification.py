@@ -14,6 +14,7 @@ objective:
   cache_dir: ~/.cache/tunelab/tokens       # the token cache (shared by studies)
   device: auto                             # auto | cpu | cuda | cuda:1
   freeze_embeddings: false                 # true: keep the token embeddings fixed (faster on CPU)
+  fast_path: true                          # exact speed-ups (tunelab.nlp.fastpath); false: the stock model
   num_train_epochs: 3                      # ... and a default for any other tunable setting
 ```
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 EVAL_METRICS = ("accuracy", "f1", "f1_macro", "mcc", "loss")
 EXTRA_METRICS = ("train_loss", "train_seconds", "samples_per_second", "best_step")
 _OPTIONS = ("type", "model", "model_kwargs", "data", "max_length", "eval_steps", "evals_per_epoch",
-            "per_device_eval_batch_size", "cache_dir", "device", "freeze_embeddings", "defaults", "fault_injection")
+            "per_device_eval_batch_size", "cache_dir", "device", "freeze_embeddings", "fast_path", "defaults", "fault_injection")
 
 
 @dataclass
@@ -70,6 +71,7 @@ class TextClassification:
     cache_dir: str | None = None
     device: str = "auto"
     freeze_embeddings: bool = False
+    fast_path: bool = True
     defaults: Mapping[str, Any] = field(default_factory=dict)
     fault_injection: Mapping[str, Any] = field(default_factory=dict)  # for tests, see nlp.faults.Faults
     # Learned from the study in validate(), carried to the trials with the pickled objective.
@@ -97,9 +99,9 @@ class TextClassification:
             raise ConfigError("objective.model_kwargs", "must be a mapping.", "write e.g. `{num_hidden_layers: 2}`.")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError("objective.device", f"is {self.device!r}.", "use auto, cpu, cuda or cuda:N.")
-        if not isinstance(self.freeze_embeddings, bool):
-            raise ConfigError("objective.freeze_embeddings", f"is {self.freeze_embeddings!r}, "
-                              "but must be true or false.")
+        for name in ("freeze_embeddings", "fast_path"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"objective.{name}", f"is {getattr(self, name)!r}, but must be true or false.")
         Faults.from_config(self.fault_injection)
 
     # ---- construction from YAML -------------------------------------------------------------
@@ -233,7 +235,7 @@ class TextClassification:
         job = TrainJob(
             model=self.model_source(), cache=cache, settings=settings, model_kwargs=dict(self.model_kwargs),
             eval_steps=self.eval_steps, evals_per_epoch=self.evals_per_epoch, eval_batch_size=self.per_device_eval_batch_size, device=self.device,
-            select=self._select, freeze_embeddings=self.freeze_embeddings,
+            select=self._select, freeze_embeddings=self.freeze_embeddings, fast_path=self.fast_path,
             faults=Faults.from_config(self.fault_injection),
         )
         return train(job, reporter)

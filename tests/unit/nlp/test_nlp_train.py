@@ -144,8 +144,11 @@ def test_oom_at_a_micro_batch_of_one_fails_as_oom(tmp_path: Path, tiny_model: Pa
     assert err.value.kind == "oom"
 
 
-def test_same_seed_same_metrics(tmp_path: Path, tiny_model: Path, tiny_data: dict, shared_cache: Path) -> None:
-    obj = nlp_fixtures.tiny_objective(tiny_model, tiny_data, shared_cache, defaults={"num_train_epochs": 2})
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_same_seed_same_metrics(tmp_path: Path, tiny_model: Path, tiny_data: dict, shared_cache: Path,
+                                fast_path: bool) -> None:
+    obj = nlp_fixtures.tiny_objective(tiny_model, tiny_data, shared_cache, defaults={"num_train_epochs": 2},
+                                      fast_path=fast_path)
     config = {"learning_rate": 2e-3, "seed": 3, "hidden_dropout_prob": 0.1}
     _, first = _run(obj, tmp_path / "a", config)
     _, second = _run(obj, tmp_path / "b", config)
