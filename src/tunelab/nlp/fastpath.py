@@ -147,7 +147,10 @@ def _distilbert_first_token_forward(block: nn.Module, hidden_states: torch.Tenso
 def _last_layer(model: nn.Module) -> tuple[nn.Module, Callable[..., torch.Tensor]] | None:
     """The last encoder layer and its first-token forward, when the head reads position 0 only."""
     config = model.config
-    if not type(model).__name__.endswith("ForSequenceClassification") or getattr(config, "is_decoder", False):
+    cls = type(model)
+    # transformers' own classes only: a remote-code class may pool differently under the same model_type.
+    if (not cls.__name__.endswith("ForSequenceClassification") or not cls.__module__.startswith("transformers.models.")
+            or getattr(config, "is_decoder", False)):
         return None
     base = getattr(model, model.base_model_prefix, None)
     encoder = getattr(base, "encoder", None) if config.model_type in BERT_LIKE else getattr(base, "transformer", None)

@@ -90,6 +90,16 @@ def test_unknown_architectures_keep_their_layers_and_attention() -> None:
                                    stock(input_ids=ids, attention_mask=mask).logits)
 
 
+def test_classes_outside_transformers_keep_their_last_layer() -> None:
+    from transformers import BertForSequenceClassification
+
+    class MeanPooledBert(BertForSequenceClassification):  # as remote code might: same model_type, other head
+        pass
+
+    model = MeanPooledBert(_tiny("bert").config)
+    assert "first-token last layer" not in fastpath.apply(model, seed=0, device=CPU)
+
+
 def test_fast_dropout_drops_p_and_keeps_the_expectation() -> None:
     drop = fastpath.FastDropout(0.1, fastpath.KeepMasks(0)).train()
     out = drop(torch.ones(1_000_000))
@@ -146,12 +156,14 @@ if sys.argv[1] == "on":
 torch.manual_seed(0); torch.set_num_threads(1)
 net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.GELU(),
                                                 torch.nn.Linear(1024, 256)) for _ in range(4)])
-x = torch.randn(2048, 256)
-for _ in range(2):
-    net(x).square().mean().backward()
+def step(rows):  # batch shapes vary from step to step, as with dynamic padding
+    net(torch.randn(rows, 256)).square().mean().backward()
+for rows in (2048, 1536, 1024):
+    step(rows)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    net(x).square().mean().backward()
+for _ in range(3):
+    for rows in (2048, 1536, 1024, 1792):
+        step(rows)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -165,4 +177,4 @@ def test_keeping_freed_memory_removes_the_page_faults_of_each_step() -> None:
         return int(out.stdout.strip())
 
     default, kept = faults("off"), faults("on")
-    assert kept * 3 < default, (kept, default)
+    assert kept * 2 < default, (kept, default)  # measured here: 13-19 k against 65-110 k
