@@ -75,7 +75,7 @@ def fast_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     masks: KeepMasks | None = getattr(module, "tunelab_masks", None)
-    if (masks is None or dropout == 0.0 or query.device.type != "cpu" or getattr(module, "is_causal", False)
+    if (masks is None or not 0.0 < dropout < 1.0 or query.device.type != "cpu" or getattr(module, "is_causal", False)
             or key.shape[1] != query.shape[1]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
