@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 log = logging.getLogger("tunelab.nlp")
 
@@ -72,8 +73,6 @@ def fast_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                    **kwargs: Any) -> tuple[torch.Tensor, None]:
     """Bidirectional attention with :class:`KeepMasks` dropout for CPU training; SDPA otherwise."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     masks: KeepMasks | None = getattr(module, "tunelab_masks", None)
     if (masks is None or not 0.0 < dropout < 1.0 or query.device.type != "cpu" or getattr(module, "is_causal", False)
             or key.shape[1] != query.shape[1]):
