@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tunelab.metrics import MetricSet
+from tunelab.trial import State
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def trial_rows(trials: Sequence["TrialInfo"], metrics: MetricSet) -> list[dict[str, Any]]:
-    """Plain dict rows (JSON-ready): number, state, failure kind, params, metrics, duration."""
+    """Plain dict rows (JSON-ready): number, state, failure kind and message, params, metrics,
+    duration. The message is whole here; displays show its first line (``failures.headline``)."""
     param_names: list[str] = []
     for t in trials:
         for name in t.config:
@@ -28,6 +30,7 @@ def trial_rows(trials: Sequence["TrialInfo"], metrics: MetricSet) -> list[dict[s
             "number": t.number,
             "state": t.state.value,
             "failure_kind": t.failure_kind,
+            "failure_message": (t.message or None) if t.state == State.FAILED else None,
         }
         for name in param_names:
             row[f"params.{name}"] = t.config.get(name)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from tunelab.callbacks import CallbackList
 from tunelab.driver import driver_alive, this_driver
 from tunelab.executors.base import TrialSpec
+from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
 from tunelab.schedulers.base import Decision
 from tunelab.space import Space
@@ -49,6 +50,8 @@ class Progress:
     elapsed_s: float
     eta_s: float | None
     last: str = ""
+    #: One line per trial that failed since the previous snapshot (``failure_line``), to print.
+    failures: tuple[str, ...] = ()
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Tuner:
         self._started = time.monotonic()
         self._stopping = False
         self._last_message = ""
+        self._new_failures: list[str] = []
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -320,7 +324,12 @@ class Tuner:
         if feasible and values and not self.metrics.is_multi_objective:
             if self._best is None or self.metrics.primary.better(values[0], self._best):
                 self._best = values[0]
-        self._last_message = f"trial {event.trial_id} {state.value}" + (f": {kind}" if kind else "")
+        if state == State.FAILED:
+            self._last_message = failure_line(event.trial_id, kind, message)
+            if kind != "interrupted":  # those run again; the stop that caused them is said once
+                self._new_failures.append(self._last_message)
+        else:
+            self._last_message = f"trial {event.trial_id} {state.value}"
         self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
         if self.callbacks:
             self.callbacks.call("on_trial_end", trial_info(self.storage.get_trial(tid), self.metrics))
@@ -411,12 +420,21 @@ class Tuner:
         if self._durations and self.trials is not None:
             # An estimate from what this driver knows: no storage scan on every progress tick.
             used = len(self._live) + sum(r.failure_kind not in UNCOUNTED_FAILURES for r in self._finished)
-            remaining = max(0, self.trials - used)
-            workers = max(1, len(self._live))
-            eta = remaining * (sum(self._durations) / len(self._durations)) / workers
+            now = time.monotonic()
+            eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, self.trials - used),
+                               [now - live.started for live in self._live.values()], self._workers())
+        failures, self._new_failures = tuple(self._new_failures), []
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
                                   self._counts[State.FAILED], self._best, time.monotonic() - self._started, eta,
-                                  self._last_message))
+                                  self._last_message, failures))
+
+
+def estimate_eta(mean_s: float, unstarted: int, running_ages_s: Sequence[float], workers: int) -> float:
+    """Seconds until the budget is used: what the running trials have left (a mean trial each,
+    at least none) plus the unstarted ones, shared by the workers; never less than the longest
+    running trial still needs."""
+    left = [max(0.0, mean_s - age) for age in running_ages_s]
+    return max((sum(left) + unstarted * mean_s) / max(1, workers), max(left, default=0.0))
 
 
 def _age_s(start: Any) -> float:

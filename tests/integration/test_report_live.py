@@ -129,17 +129,3 @@ def test_dashboard_serves_the_study(study_dir: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
-
-
-def test_dashboard_gets_a_url_for_databases_and_the_object_for_journals(tmp_path: Path) -> None:
-    import optuna
-
-    from tunelab.cli.dashboard import dashboard_storage
-    from tunelab.study import StudyView
-
-    url = f"sqlite:///{tmp_path}/s.db"
-    rdb = StudyView(optuna.create_study(storage=url, study_name="a"))
-    assert dashboard_storage(rdb) == url
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
-    view = StudyView(optuna.create_study(storage=journal, study_name="b"))
-    assert dashboard_storage(view) is journal

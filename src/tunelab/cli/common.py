@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,15 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
 
 def open_study(args: argparse.Namespace) -> Any:
     """The study named by --storage/--study, defaulting to the study file in the working directory."""
-    from tunelab.storage import resolve_storage_url, storage_exists
     from tunelab.study import load_study
+
+    url, name = study_location(args)
+    return load_study(url, name)
+
+
+def study_location(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The resolved storage URL and the study name that --storage/--study/--config point at."""
+    from tunelab.storage import resolve_storage_url, storage_exists
 
     storage, name, base = args.storage, args.study, Path.cwd()
     config_path = Path(args.config) if getattr(args, "config", None) else next(
@@ -39,7 +47,7 @@ def open_study(args: argparse.Namespace) -> Any:
     url = resolve_storage_url(storage, base)
     if not storage_exists(url):
         raise TunelabError(f"No study storage at {url}. Run `tunelab run STUDY.yaml` first, or pass --storage.")
-    return load_study(url, name)
+    return url, name
 
 
 def fmt(value: Any) -> str:
@@ -57,13 +65,68 @@ def to_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, allow_nan=True)
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+def add_format_arg(parser: argparse.ArgumentParser, *formats: str) -> None:
+    parser.add_argument("--format", choices=formats, default=formats[0],
+                        help=f"output format (default: {formats[0]})")
+
+
+#: Narrowest a truncated column gets before other columns are hidden instead.
+MIN_TRUNCATED = 24
+
+
+def fit_columns(headers: list[str], cells: list[list[str]], width: int | None, *,
+                drop_order: list[int] = (), shrinkable: list[int] = ()) -> tuple[list[int], list[int]]:
+    """The columns shown and their widths so that a table fits ``width`` characters: shrink the
+    ``shrinkable`` columns (down to ``MIN_TRUNCATED``), then hide columns in ``drop_order``.
+    ``width=None`` shows everything as it is. Returns (indices shown, width per column)."""
+    natural = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    shown = list(range(len(headers)))
+    if width is None:
+        return shown, natural
+    floor = {i: min(natural[i], max(MIN_TRUNCATED, len(headers[i]))) for i in shrinkable}
+
+    def total(widths: dict[int, int]) -> int:
+        return sum(widths[i] for i in shown) + 2 * (len(shown) - 1)
+
+    widths = dict(enumerate(natural))
+    if total(widths) > width:
+        widths.update(floor)
+        for i in drop_order:
+            if total(widths) <= width:
+                break
+            if i in shown and len(shown) > 1:
+                shown.remove(i)
+        # Give the room left back to the shrunk columns, in order.
+        for i in shrinkable:
+            if i in shown:
+                widths[i] = max(widths[i], min(natural[i], widths[i] + width - total(widths)))
+    return shown, [widths[i] for i in range(len(headers))]
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None, *, width: int | None = None,
+                headers: dict[str, str] | None = None, drop_order: list[str] = (), shrinkable: list[str] = (),
+                out: Any = None) -> list[str]:
+    """Print rows as an aligned table, fitted to ``width`` (see ``fit_columns``); the columns
+    that did not fit are returned (in their table order)."""
+    out = out or sys.stdout
     if not rows:
-        print("(no trials)")
-        return
-    columns = columns or list(rows[0])
+        print("(no trials)", file=out)
+        return []
+    columns = list(columns or list(rows[0]))
+    titles = [(headers or {}).get(c, c) for c in columns]
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    index = {c: i for i, c in enumerate(columns)}
+    shown, widths = fit_columns(titles, cells, width, drop_order=[index[c] for c in drop_order if c in index],
+                                shrinkable=[index[c] for c in shrinkable if c in index])
+
+    def line(values: list[str]) -> str:
+        return "  ".join(_clip(values[i], widths[i]).ljust(widths[i]) for i in shown).rstrip()
+
+    print(line(titles), file=out)
     for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+        print(line(row), file=out)
+    return [c for i, c in enumerate(columns) if i not in shown]
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."

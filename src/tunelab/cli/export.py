@@ -19,14 +19,15 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def export_trial(study: Any, trial_number: int | None, out: Path, overwrite: bool = False) -> Path:
-    from tunelab.nlp.export import export_checkpoint
+def choose_trial(study: Any, trial_number: int | None) -> Any:
+    """The trial ``--trial`` names, or the best one."""
+    from tunelab.failures import no_best_reason
 
     trials = study.trials()
     if trial_number is None:
         best = study.best_among(trials)
         if not best:
-            raise TunelabError("No complete trial meets every constraint yet: nothing to export.")
+            raise TunelabError(f"nothing to export: {no_best_reason(trials, study.metrics)}.")
         if len(best) > 1:
             numbers = ", ".join(str(t.number) for t in best)
             raise ConfigError("--trial", f"the study has several best trials (a Pareto front: {numbers}).",
@@ -37,6 +38,13 @@ def export_trial(study: Any, trial_number: int | None, out: Path, overwrite: boo
         if trial is None:
             raise ConfigError("--trial", f"is {trial_number}, but study {study.name!r} has no such trial.",
                               f"use one of {[t.number for t in trials][:20]}.")
+    return trial
+
+
+def export_trial(study: Any, trial: Any, out: Path, overwrite: bool = False) -> Path:
+    """Write ``trial``'s checkpoint (a ``TrialInfo`` of ``study``) to ``out``."""
+    from tunelab.nlp.export import export_checkpoint
+
     if not trial.trial_dir:
         raise TunelabError(f"Trial {trial.number} has no trial directory recorded.")
     checkpoint = Path(trial.trial_dir) / "checkpoint"
@@ -58,7 +66,8 @@ def export_trial(study: Any, trial_number: int | None, out: Path, overwrite: boo
 
 def run(args: argparse.Namespace) -> int:
     study = open_study(args)
-    out = export_trial(study, args.trial, Path(args.out), args.overwrite)
-    print(f"exported trial to {out}")
+    trial = choose_trial(study, args.trial)
+    out = export_trial(study, trial, Path(args.out), args.overwrite)
+    print(f"exported trial {trial.number} to {out}")
     print(f'load it with: pipeline("text-classification", model="{out}")')
     return 0

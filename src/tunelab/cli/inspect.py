@@ -5,52 +5,87 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import shutil
 import sys
 from typing import Any
 
-from tunelab.cli.common import add_study_args, fmt, open_study, print_table, to_json
+from tunelab.cli.common import add_format_arg, add_study_args, fmt, open_study, print_table, to_json
+from tunelab.errors import ConfigError
+
+STATES = ("running", "waiting", "complete", "pruned", "failed")
 
 
 def add_parsers(subparsers: Any) -> None:
-    p = subparsers.add_parser("status", help="counts by state and failure kind, and the best so far")
+    p = subparsers.add_parser("status", help="counts by state, failures by kind with the latest message, the best")
     add_study_args(p)
+    add_format_arg(p, "table", "json")
     p.set_defaults(func=status)
 
     p = subparsers.add_parser("best", help="the best config (values) and its metrics")
     add_study_args(p)
-    p.add_argument("--format", choices=("table", "json", "yaml"), default="table")
+    add_format_arg(p, "table", "json", "yaml")
     p.set_defaults(func=best)
 
-    p = subparsers.add_parser("trials", help="a row per trial")
+    p = subparsers.add_parser("trials", help="a row per trial, with each failure's kind and message")
     add_study_args(p)
-    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    add_format_arg(p, "table", "csv", "json", "parquet")
     p.add_argument("--out", help="write to this file instead of stdout (needed for parquet)")
+    p.add_argument("--columns", metavar="A,B,C", help="only these columns, in this order (a parameter by its "
+                   "name or as params.NAME); every format")
+    p.add_argument("--wide", action="store_true", help="table: every column, however wide (default: fit the "
+                   "terminal, hiding the least telling columns)")
     p.set_defaults(func=trials)
 
     p = subparsers.add_parser("studies", help="the studies in a storage")
     p.add_argument("--storage", help="storage URL or journal file (default: ./tunelab.journal)")
+    add_format_arg(p, "table", "json")
     p.set_defaults(func=studies)
 
 
-def status(args: argparse.Namespace) -> int:
-    study = open_study(args)
+def status_payload(study: Any) -> dict[str, Any]:
+    """What ``tunelab status`` says, as plain values."""
+    from tunelab.failures import failure_groups
+
     trials = study.trials()
     states = collections.Counter(t.state.value for t in trials)
-    kinds = collections.Counter(t.failure_kind for t in trials if t.failure_kind)
-    print(f"study {study.name}: {len(trials)} trials")
-    for state in ("running", "waiting", "complete", "pruned", "failed"):
-        if states.get(state):
-            line = f"  {state:<9}{states[state]}"
-            if state == "failed" and kinds:
-                line += "  (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")"
-            print(line)
     best_trials = study.best_among(trials)
-    if best_trials:
-        b = best_trials[0]
-        shown = ", ".join(f"{m.name} {fmt(b.metrics.get(m.name))}" for m in study.metrics.objectives)
-        print(f"  best     trial {b.number}: {shown}")
-    compute = sum(t.duration or 0.0 for t in trials)
-    print(f"  compute  {compute:.1f} s of trial time")
+    return {
+        "study": study.name,
+        "trials": len(trials),
+        "states": {s: states[s] for s in STATES if states.get(s)},
+        "failures": [g.as_dict() for g in failure_groups(trials)],
+        "best": [{"trial": b.number, "metrics": {m.name: b.metrics.get(m.name) for m in study.metrics.objectives}}
+                 for b in best_trials],
+        "compute_s": round(sum(t.duration or 0.0 for t in trials), 3),
+    }
+
+
+def status(args: argparse.Namespace) -> int:
+    from tunelab.failures import cli_logs_hint, headline
+
+    study = open_study(args)
+    payload = status_payload(study)
+    if args.format == "json":
+        print(to_json(payload))
+        return 0
+    print(f"study {payload['study']}: {payload['trials']} trials")
+    failures = payload["failures"]
+    for state, count in payload["states"].items():
+        line = f"  {state:<9}{count}"
+        if state == "failed" and failures:
+            line += "  (" + ", ".join(f"{g['kind']} {g['count']}" for g in failures) + ")"
+        print(line)
+    if payload["best"]:
+        b = payload["best"][0]
+        shown = ", ".join(f"{name} {fmt(value)}" for name, value in b["metrics"].items())
+        print(f"  best     trial {b['trial']}: {shown}")
+    print(f"  compute  {payload['compute_s']:.1f} s of trial time")
+    if failures:
+        print("failures by kind (the latest of each):")
+        width = max(len(g["kind"]) for g in failures)
+        for g in failures:
+            print(f"  {g['kind']:<{width}}  {g['count']:>3}  trial {g['latest_trial']}: "
+                  f"{headline(g['latest_message'])} ({cli_logs_hint(g['latest_trial'])})")
     return 0
 
 
@@ -60,7 +95,15 @@ def best_payload(study: Any) -> list[dict[str, Any]]:
 
 
 def print_best(study: Any, fmt_name: str) -> None:
+    from tunelab.failures import no_best_reason
+
     payload = best_payload(study)
+    if not payload:
+        reason = no_best_reason(study.trials(), study.metrics)
+        if fmt_name == "table":
+            print(reason)
+        else:
+            print(reason, file=sys.stderr)  # stdout stays valid JSON/YAML: null
     if fmt_name == "json":
         print(to_json(payload if study.metrics.is_multi_objective else (payload[0] if payload else None)))
         return
@@ -69,9 +112,6 @@ def print_best(study: Any, fmt_name: str) -> None:
 
         data = payload if study.metrics.is_multi_objective else (payload[0] if payload else None)
         print(yaml.safe_dump(data, sort_keys=False), end="")
-        return
-    if not payload:
-        print("no complete trial meets every constraint yet")
         return
     title = "Pareto front" if study.metrics.is_multi_objective else "best trial"
     for entry in payload:
@@ -87,35 +127,94 @@ def best(args: argparse.Namespace) -> int:
     return 0 if study.best_trials else 1
 
 
+#: Columns a table leaves out unless asked (--wide or --columns): they are in csv and json.
+TABLE_HIDDEN = ("start", "end", "feasible", "parent", "retry_of")
+
+
+def pick_columns(available: list[str], wanted: str | None) -> list[str]:
+    """``--columns a,b``: row keys, a parameter by its bare name too; unknown names are an error."""
+    if not wanted:
+        return available
+    picked = []
+    for name in (n.strip() for n in wanted.split(",") if n.strip()):
+        key = name if name in available else f"params.{name}"
+        if key not in available:
+            raise ConfigError("--columns", f"{name!r} is not a column of this study's trials.",
+                              f"choose among {', '.join(available)}.")
+        picked.append(key)
+    return picked
+
+
+def table_order(columns: list[str], primary: str) -> list[str]:
+    """The table's columns: what a trial was and scored first, the failure (long) last."""
+    rank = {"number": 0, "state": 1, primary: 2, f"best_{primary}": 4, "duration_s": 6, "slot": 7, "best_step": 8,
+            "failure_kind": 9, "failure_message": 10}
+
+    def key(c: str) -> tuple[int, int]:
+        if c.startswith("params."):
+            return 3, columns.index(c)
+        return rank.get(c, 5), columns.index(c)
+
+    return sorted(columns, key=key)
+
+
+def drop_order(columns: list[str], rows: list[dict[str, Any]], primary: str) -> list[str]:
+    """The order in which a narrow terminal hides columns: empty ones, then timings and links,
+    metrics, parameters (the last first), and the failure last; never the number and state."""
+    keep = {"number", "state"}
+    empty = [c for c in columns if c not in keep and all(r.get(c) is None for r in rows)]
+    tail = [c for c in (primary, "failure_kind", "failure_message") if c in columns and c not in empty]
+    rest = [c for c in reversed(columns) if c not in keep and c not in empty and c not in tail]
+    return empty + rest + tail
+
+
+def print_trials_table(rows: list[dict[str, Any]], columns: list[str], primary: str, *, picked: bool,
+                       wide: bool) -> None:
+    from tunelab.failures import headline
+
+    if not picked:
+        columns = table_order([c for c in columns if wide or c not in TABLE_HIDDEN], primary)
+    shown_rows = [{**r, "failure_message": headline(r.get("failure_message")) if r.get("failure_message") else None}
+                  for r in rows]
+    # A parameter's header is its name, as in the space (params.NAME where that is taken).
+    titles = {c: c[len("params."):] for c in columns if c.startswith("params.") and c[len("params."):] not in columns}
+    width = None if wide or picked else shutil.get_terminal_size().columns
+    hidden = print_table(shown_rows, columns, width=width, headers=titles,
+                         drop_order=drop_order(columns, rows, primary), shrinkable=["failure_message"])
+    if hidden:
+        names = ", ".join(titles.get(c, c) for c in hidden)
+        print(f"({len(hidden)} column(s) hidden to fit {width} characters: {names}; --wide shows all, "
+              "--columns picks)", file=sys.stderr)
+
+
 def trials(args: argparse.Namespace) -> int:
     from tunelab.frame import trial_rows
 
     study = open_study(args)
     rows = trial_rows(study.trials(), study.metrics)
+    available = list(rows[0]) if rows else []
+    columns = pick_columns(available, args.columns) if rows else []
+    rows = [{c: r.get(c) for c in columns} for r in rows]
     out = open(args.out, "w", newline="") if args.out and args.format != "parquet" else sys.stdout
     try:
         if args.format == "json":
             print(to_json(rows), file=out)
         elif args.format == "csv":
             if rows:
-                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                writer = csv.DictWriter(out, fieldnames=columns)
                 writer.writeheader()
                 writer.writerows(rows)
         elif args.format == "parquet":
             if not args.out:
-                from tunelab.errors import ConfigError
-
                 raise ConfigError("--out", "is needed for parquet (a binary format).", "add `--out trials.parquet`.")
             from tunelab.frame import parquet_ready
 
-            parquet_ready(study.trials_frame()).to_parquet(args.out)
+            frame = study.trials_frame()
+            parquet_ready(frame[columns] if args.columns else frame).to_parquet(args.out)
+        elif out is sys.stdout:
+            print_trials_table(rows, columns, study.metrics.primary.name, picked=bool(args.columns), wide=args.wide)
         else:
-            columns = [c for c in (rows[0] if rows else {}) if c not in ("start", "end", "feasible", "parent",
-                                                                          "retry_of", "slot")]
-            if out is sys.stdout:
-                print_table(rows, columns)
-            else:
-                print(to_json(rows), file=out)
+            print(to_json(rows), file=out)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -129,12 +228,17 @@ def studies(args: argparse.Namespace) -> int:
 
     url = resolve_storage_url(args.storage)
     if not storage_exists(url):
-        print(f"no storage at {url}")
+        print(f"no storage at {url}", file=sys.stderr)
         return 1
     rows = []
     for s in optuna.get_all_study_summaries(open_storage(url), include_best_trial=False):
         rows.append({"study": s.study_name, "trials": s.n_trials,
-                     "directions": ",".join(d.name.lower() for d in s.directions),
+                     "directions": [d.name.lower() for d in s.directions],
                      "started": s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else None})
-    print_table(rows)
+    if args.format == "json":
+        print(to_json(rows))
+    elif rows:
+        print_table([{**r, "directions": ",".join(r["directions"])} for r in rows])
+    else:
+        print(f"no studies in {url}")
     return 0

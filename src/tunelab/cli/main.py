@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError:
             continue
         module.add_parser(subparsers)
+    for command in subparsers.choices.values():
+        # After the command as well as before it; SUPPRESS keeps a `--debug` given before it.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 

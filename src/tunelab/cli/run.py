@@ -54,34 +54,59 @@ def cli_tracking(tracking: Mapping[str, Any], args: argparse.Namespace) -> dict[
 
 
 class ProgressLine:
-    """One line redrawn in place on a terminal; a line per finished trial otherwise."""
+    """One line redrawn in place on a terminal; a line per finished trial otherwise. Each failure
+    gets a line of its own that stays (its first line and how to see the whole log)."""
 
     def __init__(self, metric: str, stream: Any = None) -> None:
         self.metric = metric
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self._last_key: tuple[int, int, int] | None = None
+        self._drawn = False
+        self._said = ""  # the last failure line printed: not repeated in the progress line
 
     def __call__(self, p: Any) -> None:
+        failures = tuple(getattr(p, "failures", ()))
+        if failures:
+            if self._drawn:
+                self.stream.write("\r\x1b[2K")  # the progress line is redrawn below them
+                self._drawn = False
+            for line in failures:
+                self.stream.write(line + "\n")
+            self._said = failures[-1]
         key = (p.complete, p.pruned, p.failed)
         if not self.tty and key == self._last_key:
+            self.stream.flush()
             return
         self._last_key = key
-        eta = f", ~{_clock(p.eta_s)} left" if p.eta_s is not None else ""
         best = fmt(p.best) if p.best is not None else "-"
-        line = (f"[{_clock(p.elapsed_s)}{eta}] running {p.running} | complete {p.complete} | "
-                f"pruned {p.pruned} | failed {p.failed} | best {self.metric} {best}")
-        if p.last:
+        line = (f"[{_clock(p.elapsed_s)}{eta_text(p.eta_s, p.running)}] running {p.running} | "
+                f"complete {p.complete} | pruned {p.pruned} | failed {p.failed} | best {self.metric} {best}")
+        if p.last and p.last != self._said:
             line += f"  ({p.last})"
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
+            self._drawn = True
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
+        if self.tty and self._drawn:
             self.stream.write("\n")
+            self._drawn = False
+
+
+def eta_text(eta_s: float | None, running: int) -> str:
+    """``, ~12:30 left``; under a minute an estimate of seconds says more than it knows, and
+    trials that still run are never ``00:00`` away."""
+    if eta_s is None:
+        return ""
+    if eta_s < 1:
+        return ", finishing" if running else ""
+    if eta_s < 60:
+        return ", <1 min left"
+    return f", ~{_clock(eta_s)} left"
 
 
 def _clock(seconds: float | None) -> str:
@@ -89,6 +114,16 @@ def _clock(seconds: float | None) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class EndedTrials:
+    """A callback that keeps the trials this run ended: did any complete, and why not."""
+
+    def __init__(self) -> None:
+        self.trials: list[Any] = []
+
+    def on_trial_end(self, trial: Any) -> None:
+        self.trials.append(trial)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -99,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.api import run_study
     from tunelab.cli.inspect import print_best
     from tunelab.config import load_config
+    from tunelab.failures import no_completion_summary
 
     config = load_config(args.study_file).with_overrides(workers=args.workers, trials=args.trials)
     config = config.with_execution(backend=args.backend, address=args.address, gpus_per_trial=args.gpus_per_trial,
                                    cpus_per_trial=args.cpus_per_trial)
     config = dataclasses.replace(config, tracking=cli_tracking(config.tracking, args))
-    callbacks: list[Any] = []
+    ended = EndedTrials()
+    callbacks: list[Any] = [ended]
     if args.report:
         from tunelab.errors import require
         from tunelab.report.live import LiveReport
@@ -125,7 +162,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     progress.close()
     print(f"\nfinished in {_clock(time.monotonic() - started)}")
-    print_best(study, "table")
+    nothing = no_completion_summary(ended.trials)
+    if nothing is None or study.best_trials:
+        print_best(study, "table")
     if args.report:
         print(f"report: {args.report}")
+    if nothing is not None:
+        print(f"error: {nothing}", file=sys.stderr)
+        return 1
     return 0

@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from tunelab.failures import failure_groups, headline, no_best_reason
 from tunelab.report.data import ReportData, duration_text, fmt
+from tunelab.trial import State
 from tunelab.report.figures import Panel, all_panels
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0 10px}
 td,th{border-bottom:1px solid #eee;padding:3px 10px;text-align:left}th{background:#f4f6f8}
 .live{background:#fff4d6;border:1px solid #f0d38a;padding:8px 14px;border-radius:6px;margin-top:14px}
 .empty{color:#888;font-style:italic;padding:24px 0}
+table.failures td{vertical-align:top}pre{white-space:pre-wrap;margin:4px 0;font-size:12px}
 """
 
 MAX_TABLE_ROWS = 500
@@ -68,11 +71,15 @@ def render_data(data: ReportData, panels: Sequence[Panel], *, live: bool = False
         head.append(f"<meta http-equiv='refresh' content='{int(refresh_s)}'>")
     generated = data.now.isoformat(sep=" ", timespec="seconds")
     nav = "".join(f"<a href='#{p.key}'>{e(p.title)}</a>" for p in panels)
+    failures = _failures(data)
+    if failures:
+        nav = "<a href='#failures'>Failures</a>" + nav
     body = [f"<header><h1>{e(data.name)}</h1><p>tunelab {e(__version__)} report, generated {generated}</p></header>",
             f"<nav><a href='#summary'>Summary</a>{nav}<a href='#trials'>Trials</a></nav><main>"]
     if live:
         body.append(f"<div class='live'>The study is running: this page reloads every {int(refresh_s)} s.</div>")
     body.append(_summary(data))
+    body.append(failures)
     for panel in panels:
         body.append(f"<section id='{panel.key}'><h2>{e(panel.title)}</h2>")
         if panel.note:
@@ -116,7 +123,8 @@ def _summary(data: ReportData) -> str:
                 for t in best[:50]]
         out.append(f"<h3>{e(title)}</h3>" + _table(["trial", *params, *metric_names], rows))
     else:
-        out.append("<p class='note'>No complete trial meets every constraint yet.</p>")
+        reason = no_best_reason(trials, data.metrics, see="the failures below")
+        out.append(f"<p class='note'>{e(reason[:1].upper() + reason[1:])}.</p>")
     by_state = [[s, states[s], ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) if s == "failed" else ""]
                 for s in ("complete", "pruned", "failed", "running", "waiting") if states.get(s)]
     out.append("<h3>Trials by state</h3>" + _table(["state", "trials", "failure kinds"], by_state))
@@ -125,6 +133,30 @@ def _summary(data: ReportData) -> str:
     settings += [["space", "; ".join(f"{k}: {json.dumps(v, default=str)}" for k, v in data.space.items())]]
     out.append("<h3>Set-up</h3>" + _table(["", ""], settings, header=False) + "</section>")
     return "".join(out)
+
+
+def _failures(data: ReportData) -> str:
+    """Failures by kind (count, the latest message), then each failed trial with its message:
+    the first line, the whole message a click away."""
+    e = html.escape
+    groups = failure_groups(data.trials)
+    if not groups:
+        return ""
+    by_kind = _table(["kind", "trials", "latest trial", "latest message"],
+                     [[g.kind, g.count, g.latest_trial, g.latest_headline] for g in groups])
+    failed = sorted((t for t in data.trials if t.state == State.FAILED), key=lambda t: t.number)
+    shown = failed[-MAX_TABLE_ROWS:]
+    rows = []
+    for t in shown:
+        first, whole = headline(t.message), (t.message or "").strip()
+        cell = e(first) if whole == first or not whole else (
+            f"<details><summary>{e(first)}</summary><pre>{e(whole)}</pre></details>")
+        rows.append(f"<tr><td>{t.number}</td><td>{e(t.failure_kind or 'crash')}</td><td>{cell}</td></tr>")
+    more = f" (the last {MAX_TABLE_ROWS} of {len(failed)})" if len(failed) > len(shown) else ""
+    return (f"<section id='failures'><h2>Failures</h2><p class='note'>{len(failed)} failed trial(s). "
+            f"<code>tunelab logs N</code> prints a trial's whole log.</p><h3>By kind</h3>{by_kind}"
+            f"<h3>Failed trials{more}</h3><table class='failures'><tr><th>trial</th><th>kind</th><th>message</th>"
+            f"</tr>{''.join(rows)}</table></section>")
 
 
 def _metric_text(m: Any) -> str:
@@ -141,6 +173,9 @@ def _trials_table(data: ReportData) -> str:
     from tunelab.frame import trial_rows
 
     rows = trial_rows(sorted(data.trials, key=lambda t: t.number), data.metrics)
+    for row in rows:  # one line per trial here; the Failures section has the whole message
+        if row.get("failure_message"):
+            row["failure_message"] = headline(row["failure_message"])
     shown = rows[-MAX_TABLE_ROWS:]
     columns = [c for c in (rows[0] if rows else {}) if c not in ("start", "end", "feasible", "retry_of")]
     more = f" (the last {MAX_TABLE_ROWS} of {len(rows)})" if len(rows) > len(shown) else ""
