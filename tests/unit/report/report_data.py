@@ -17,7 +17,8 @@ SPACE = {"lr": {"float": [1e-5, 1e-1], "log": True}, "layers": {"int": [1, 6]},
 
 
 def trial(number: int, state: State, lr: float, *, slot: int, start: float, end: float | None, curve=(),
-          kind: str | None = None, optimizer: str = "adamw", feasible: bool = True, metrics=None) -> TrialInfo:
+          kind: str | None = None, optimizer: str = "adamw", feasible: bool = True, metrics=None,
+          message: str = "") -> TrialInfo:
     config = {"lr": lr, "layers": 1 + number % 6, "optimizer": optimizer, "epochs": 3}
     if optimizer == "sgd":
         config["momentum"] = 0.9
@@ -25,7 +26,7 @@ def trial(number: int, state: State, lr: float, *, slot: int, start: float, end:
     final = dict(metrics) if metrics is not None else ({"accuracy": curve[-1]} if state == State.COMPLETE else {})
     values = tuple(final[k] for k in ("accuracy",) if k in final) if state == State.COMPLETE else None
     return TrialInfo(number=number, state=state, config=config, metrics=final, values=values or None,
-                     feasible=feasible, failure_kind=kind, history=history,
+                     feasible=feasible, failure_kind=kind, message=message, history=history,
                      start=T0 + dt.timedelta(seconds=start),
                      end=T0 + dt.timedelta(seconds=end) if end is not None else None, slot=slot)
 
@@ -35,8 +36,10 @@ def single_objective() -> ReportData:
         trial(0, State.COMPLETE, 1e-3, slot=0, start=0, end=30, curve=(0.6, 0.7, 0.8)),
         trial(1, State.COMPLETE, 3e-2, slot=1, start=0, end=28, curve=(0.5, 0.6, 0.65), optimizer="sgd"),
         trial(2, State.PRUNED, 1e-5, slot=0, start=31, end=40, curve=(0.3,)),
-        trial(3, State.FAILED, 9e-2, slot=1, start=29, end=33, curve=(0.2,), kind="nan"),
-        trial(4, State.FAILED, 5e-2, slot=1, start=34, end=35, kind="oom", optimizer="sgd"),
+        trial(3, State.FAILED, 9e-2, slot=1, start=29, end=33, curve=(0.2,), kind="nan",
+              message="metric 'accuracy' is nan"),
+        trial(4, State.FAILED, 5e-2, slot=1, start=34, end=35, kind="oom", optimizer="sgd",
+              message="trial process was killed by signal 9.\nepoch 1\n<script>alert(1)</script>"),
         trial(5, State.COMPLETE, 2e-4, slot=0, start=41, end=70, curve=(0.7, 0.8, 0.9)),
         trial(6, State.RUNNING, 4e-4, slot=1, start=36, end=None, curve=(0.75,)),
     )

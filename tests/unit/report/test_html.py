@@ -91,4 +91,32 @@ def test_a_study_without_trials_still_renders() -> None:
     empty = dataclasses.replace(single_objective(), trials=(), best=())
     text = render_data(empty, all_panels(empty, None))
     assert text.count("Nothing to plot yet") == 6
-    assert "No complete trial meets every constraint yet" in text
+    summary = text[text.index("<section id='summary'>"):text.index("<section id='trials'>")]
+    assert "No trial has run yet." in summary and "constraint" not in summary  # the study has no constraint
+    assert "id='failures'" not in text
+
+
+def test_failures_table_with_kinds_and_messages() -> None:
+    text = render_data(single_objective(), [])
+    section = text[text.index("<section id='failures'>"):]
+    section = section[: section.index("</section>")]
+    assert "<a href='#failures'>Failures</a>" in text
+    assert "2 failed trial(s)" in section and "tunelab logs N" in section
+    # By kind: count, latest trial, its first line.
+    assert "<td>nan</td><td>1</td><td>3</td><td>metric &#x27;accuracy&#x27; is nan</td>" in section
+    assert "<td>oom</td><td>1</td><td>4</td><td>trial process was killed by signal 9.</td>" in section
+    # Each failed trial: the first line, the whole message a click away, escaped.
+    assert "<summary>trial process was killed by signal 9.</summary><pre>trial process was killed by signal 9.\n" \
+           "epoch 1\n&lt;script&gt;alert(1)&lt;/script&gt;</pre>" in section
+    assert "<script>alert" not in text
+    trials_table = text[text.index("<section id='trials'>"):]
+    assert "failure_message" in trials_table and "epoch 1" not in trials_table  # one line per trial there
+
+
+def test_no_best_names_the_failures_not_constraints() -> None:
+    import dataclasses
+
+    data = single_objective()
+    failed_only = dataclasses.replace(data, trials=tuple(t for t in data.trials if t.state.value == "failed"), best=())
+    text = render_data(failed_only, [])
+    assert "No trial completed yet (2 failed: oom 1, nan 1; see the failures below)." in text
