@@ -83,8 +83,9 @@ def status(args: argparse.Namespace) -> int:
     if failures:
         print("failures by kind (the latest of each):")
         width = max(len(g["kind"]) for g in failures)
+        digits = max(len(str(g["count"])) for g in failures)
         for g in failures:
-            print(f"  {g['kind']:<{width}}  {g['count']:>3}  trial {g['latest_trial']}: "
+            print(f"  {g['kind']:<{width}}  {g['count']:>{digits}}  trial {g['latest_trial']}: "
                   f"{headline(g['latest_message'])} ({cli_logs_hint(g['latest_trial'])})")
     return 0
 

@@ -74,8 +74,8 @@ def test_status_groups_failures_by_kind_with_the_latest_message(storage: str, ca
     latest_crash = max(n[0], n[1])
     headline = ("KeyError: 'learning_rat'" if latest_crash == n[0]
                 else "command exited with code 2. Last lines: ... ValueError: bad learning rate")
-    assert f"crash    2  trial {latest_crash}: {headline} (tunelab logs {latest_crash})" in out
-    assert f"oom      1  trial {n[2]}: CUDA out of memory (tunelab logs {n[2]})" in out
+    assert f"crash  2  trial {latest_crash}: {headline} (tunelab logs {latest_crash})" in out
+    assert f"oom    1  trial {n[2]}: CUDA out of memory (tunelab logs {n[2]})" in out
 
 
 def test_status_as_json(storage: str, capsys) -> None:
