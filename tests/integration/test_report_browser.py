@@ -84,6 +84,8 @@ def test_every_plot_renders_with_data_offline(study: Any, tmp_path: Path) -> Non
             if plot_id != "parallel":  # parallel coordinates draw lines in WebGL: no SVG points to count
                 assert info["drawn"] > 0, (plot_id, info)
         assert page.evaluate("() => document.querySelectorAll('#plot-parallel .parcoords .y-axis').length") == 4  # lr, width, optimizer, accuracy
+        failures = page.locator("#failures")  # the failures table, with each failed trial's message
+        assert failures.is_visible() and "oom" in failures.inner_text() and "simulated" in failures.inner_text()
         shot = tmp_path / "report-screenshot.png"  # the test artifact
         page.screenshot(path=str(shot), full_page=True)
         images = page_pngs(page, tmp_path / "png", scale=1.0)  # what `tunelab report --png DIR` writes

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from tunelab.errors import TunelabError
 
@@ -75,7 +75,7 @@ MIN_TRUNCATED = 24
 
 
 def fit_columns(headers: list[str], cells: list[list[str]], width: int | None, *,
-                drop_order: list[int] = (), shrinkable: list[int] = ()) -> tuple[list[int], list[int]]:
+                drop_order: Sequence[int] = (), shrinkable: Sequence[int] = ()) -> tuple[list[int], list[int]]:
     """The columns shown and their widths so that a table fits ``width`` characters: shrink the
     ``shrinkable`` columns (down to ``MIN_TRUNCATED``), then hide columns in ``drop_order``.
     ``width=None`` shows everything as it is. Returns (indices shown, width per column)."""
@@ -96,15 +96,16 @@ def fit_columns(headers: list[str], cells: list[list[str]], width: int | None, *
                 break
             if i in shown and len(shown) > 1:
                 shown.remove(i)
-        # Give the room left back to the shrunk columns, in order.
+        # Give the room left back to the shrunk columns (or, on a very narrow terminal, take more).
         for i in shrinkable:
             if i in shown:
-                widths[i] = max(widths[i], min(natural[i], widths[i] + width - total(widths)))
+                widths[i] = max(len(headers[i]), min(natural[i], widths[i] + width - total(widths)))
     return shown, [widths[i] for i in range(len(headers))]
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None, *, width: int | None = None,
-                headers: dict[str, str] | None = None, drop_order: list[str] = (), shrinkable: list[str] = (),
+                headers: Mapping[str, str] | None = None, drop_order: Sequence[str] = (),
+                shrinkable: Sequence[str] = (),
                 out: Any = None) -> list[str]:
     """Print rows as an aligned table, fitted to ``width`` (see ``fit_columns``); the columns
     that did not fit are returned (in their table order)."""
