@@ -25,6 +25,10 @@ def open_study(args: argparse.Namespace) -> Any:
     from tunelab.study import load_study
 
     storage, name, base = args.storage, args.study, Path.cwd()
+    if name is not None:
+        from tunelab.names import check_study_name
+
+        check_study_name(name, "--study")
     config_path = Path(args.config) if getattr(args, "config", None) else next(
         (Path(f) for f in STUDY_FILES if Path(f).exists()), None)
     if config_path is not None and (storage is None or name is None):
