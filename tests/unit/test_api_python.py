@@ -47,7 +47,7 @@ def test_progress_false_shows_nothing_but_keeps_on_progress_and_logs(capsys, cap
 def test_parallelism_warning_points_at_the_callers_line_in_api_terms() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _tune(study_name="par", workers=2, progress=False)  # the line the warning must name
+        _tune(study_name="par", workers=2, progress=False)  # the warning must name this line
     [warning] = [w for w in caught if issubclass(w.category, tunelab.TunelabWarning)]
     assert warning.filename == __file__
     assert "workers=1" in str(warning.message) and "--workers" not in str(warning.message)
