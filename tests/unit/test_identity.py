@@ -220,3 +220,23 @@ def test_memory_storage_belongs_to_one_call() -> None:
     assert len(first.trials()) == 3 and len(second.trials()) == 3
     assert all(10 <= t.config["x"] <= 20 for t in second.trials())
     assert not os.path.exists("tunelab.journal")
+
+
+def test_text_classification_identity_names_model_data_and_settings_not_device(tmp_path) -> None:
+    from tunelab.identity import objective_identity
+    from tunelab.objectives.text_classification import TextClassification
+
+    for name in ("train.csv", "dev.csv"):
+        (tmp_path / name).write_text("text,label\na,0\nb,1\n")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    raw = {"type": "text_classification", "model": "m", "data": {"train": "train.csv", "validation": "dev.csv"},
+           "num_train_epochs": 2, "max_length": 64}
+    a = objective_identity(TextClassification.from_config(raw, base_dir=tmp_path), tmp_path)
+    assert (a["model"], a["data.train"], a["data.text"], a["max_length"]) == ("m", "train.csv", "text", "64")
+    assert a["defaults.num_train_epochs"] == "2.0"
+    b = objective_identity(TextClassification.from_config({**raw, "device": "cpu", "cache_dir": str(tmp_path)},
+                                                          base_dir=tmp_path), tmp_path)
+    assert a == b  # where it runs is not what it computes
+    c = objective_identity(TextClassification.from_config({**raw, "max_length": 128}, base_dir=tmp_path), tmp_path)
+    assert c["max_length"] == "128"
