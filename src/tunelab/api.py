@@ -254,16 +254,16 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
     identity = study_identity(config.space, config.metrics, config.objective, config.base_dir)
     trials = effective_trials(config)
     execution = config.execution
-    advice = parallelism_advice(config.search.sampler, execution.workers, trials,
-                                set_workers="workers={n}" if surface == "api" else "--workers {n}")
-    if advice:
-        warn(advice)
     sampler = make_sampler(config.search.sampler, space=config.space, seed=config.search.seed,
                            workers=execution.workers, multi_objective=config.metrics.is_multi_objective,
                            options=config.search.options)
     url = resolve_storage_url(config.storage, config.base_dir)
     trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
     study = _open_study(config, url, sampler, identity, trial_root, surface)
+    advice = parallelism_advice(config.search.sampler, execution.workers, trials,
+                                set_workers="workers={n}" if surface == "api" else "--workers {n}")
+    if advice:
+        warn(advice)
     meta = {"metrics": [m.to_dict() for m in config.metrics.metrics], "space": config.space.to_dict(),
             "sampler": config.search.sampler, "seed": config.search.seed, "scheduler": repr(scheduler)}
     if study.user_attrs.get(STUDY_ATTR) != meta:
@@ -304,8 +304,9 @@ def _open_study(config: StudyConfig, url: str, sampler: Any, identity: Mapping[s
             if config.on_change == "restart":
                 optuna.delete_study(study_name=name, storage=storage)
                 moved = _move_aside(trial_root)
-                logger.info("study %s restarted (%s): %d old trial(s) deleted%s", name, summarize_changes(changes),
-                            len(old_trials), f", their directory moved to {moved}" if moved else "")
+                warn(f"study {name!r} restarted because its definition changed ({summarize_changes(changes)}): "
+                     f"{len(old_trials)} old trial(s) deleted from the storage"
+                     + (f", their directory moved to {moved}." if moved else "."))
                 study = None
             else:
                 _check_directions(study, config, surface)

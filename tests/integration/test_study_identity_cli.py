@@ -35,7 +35,7 @@ def test_an_edited_range_stops_the_run_before_any_trial(study_dir: Path) -> None
 
     (study_dir / "study.yaml").write_text(STUDY.format(bounds="[2.0, 3.0]", trials=6))
     changed = tunelab_cli("run", "study.yaml", cwd=study_dir)
-    assert changed.returncode == 2
+    assert changed.returncode == 2 and changed.stdout == ""
     lines = changed.stderr.strip().splitlines()
     assert len(lines) == 1, changed.stderr
     assert "space.quality: float [0, 1] -> float [2, 3]" in lines[0]
@@ -54,7 +54,8 @@ def test_an_edited_range_stops_the_run_before_any_trial(study_dir: Path) -> None
     restarted = tunelab_cli("run", "study.yaml", "--on-change", "restart", cwd=study_dir)
     assert restarted.returncode == 0, restarted.stderr
     assert [4.0 <= r["params.quality"] <= 5.0 for r in _trials(study_dir)] == [True, True]
-    assert any(p.name.startswith("ident.replaced-") for p in (study_dir / "tunelab_runs").iterdir())
+    [moved] = [p for p in (study_dir / "tunelab_runs").iterdir() if p.name.startswith("ident.replaced-")]
+    assert f"moved to {moved}" in restarted.stderr
 
 
 def test_a_bad_study_name_in_the_cli_is_a_config_error(study_dir: Path) -> None:

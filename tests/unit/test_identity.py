@@ -71,7 +71,8 @@ def test_goal_change_added_and_removed_parameters_are_named(tmp_path) -> None:
 def test_restart_deletes_the_study_and_moves_its_directory_aside(tmp_path) -> None:
     first = _tune({"x": {"float": [-5, 5]}}, tmp_path)
     old_dirs = sorted(p.name for p in (tmp_path / "runs" / first.name).iterdir())
-    study = _tune({"x": {"float": [10, 20]}}, tmp_path, trials=3, on_change="restart")
+    with pytest.warns(tunelab.TunelabWarning, match="5 old trial.s. deleted from the storage, their directory moved"):
+        study = _tune({"x": {"float": [10, 20]}}, tmp_path, trials=3, on_change="restart")
     assert len(study.trials()) == 3
     assert all(10 <= t.config["x"] <= 20 for t in study.trials())
     moved = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(f"{first.name}.replaced-")]

@@ -122,9 +122,11 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM stops the study like Ctrl-C: every trial process is stopped, nothing is lost.
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
-    print(start_line(config), flush=True)  # names each optimized metric's direction
     try:
-        study = run_study(config, on_progress=progress, callbacks=callbacks)
+        # The start line names each optimized metric's direction; printed once the study is open,
+        # so a config error stays the only line.
+        study = run_study(config, on_progress=progress, callbacks=callbacks,
+                          on_start=lambda view, trials: print(start_line(config), flush=True))
     except KeyboardInterrupt:
         progress.close()
         print("\nstopped: running trials were marked interrupted and will run again on the next "
