@@ -299,9 +299,13 @@ def _open_study(config: StudyConfig, url: str, sampler: Any, identity: Mapping[s
             logger.info("study %s has no stored identity (an older tunelab made it): storing this one", name)
         if changes:
             old_trials = study.get_trials(deepcopy=False)
-            if config.on_change == "error":
+            if not old_trials:  # a study that never ran a trial answers nothing yet: define it anew
+                logger.info("study %s had no trials: redefined (%s)", name, summarize_changes(changes))
+                optuna.delete_study(study_name=name, storage=storage)
+                study = None
+            elif config.on_change == "error":
                 raise changed_definition_error(name, len(old_trials), changes, surface)
-            if config.on_change == "restart":
+            elif config.on_change == "restart":
                 optuna.delete_study(study_name=name, storage=storage)
                 moved = _move_aside(trial_root)
                 warn(f"study {name!r} restarted because its definition changed ({summarize_changes(changes)}): "

@@ -244,19 +244,16 @@ def summarize_changes(changes: list[str]) -> str:
 
 def changed_definition_error(name: str, n_trials: int, changes: list[str], surface: str) -> ConfigError:
     """The error for a study whose definition changed, with the fixes in the caller's terms."""
-    if surface == "api":
-        field, new_name = "on_change", "pass another `study_name=`"
-        restart, keep = 'on_change="restart"', 'on_change="continue"'
-    else:
-        field, new_name = "on_change", "give the study another `name:` in its file"
-        restart, keep = "--on-change restart (or `on_change: restart` in the study file)", "--on-change continue"
     trials = f"{n_trials} trial{'s' if n_trials != 1 else ''}"
-    return ConfigError(
-        field,
-        f"study {name!r} exists with {trials} of a different definition: {summarize_changes(changes)}.",
-        f"{new_name} for the new question; or start over with {restart} (the old trials are deleted, their "
-        f"directory moved aside); or keep the old trials with {keep}.",
-    )
+    if surface == "api":
+        fix = ('pass another `study_name=` for the new question; or call again with on_change="restart" (deletes '
+               'the old trials from the storage and moves their directory aside) or on_change="continue" (keeps them).')
+    else:
+        fix = ("give the study another `name:` for the new question; or run again with --on-change restart (deletes "
+               "the old trials from the storage and moves their directory aside) or --on-change continue (keeps "
+               "them); `on_change:` in the study file does the same.")
+    return ConfigError("on_change", f"study {name!r} exists with {trials} of a different definition: "
+                       f"{summarize_changes(changes)}.", fix)
 
 
 # ---- old trials under a changed definition ----------------------------------------------------

@@ -241,3 +241,13 @@ def test_text_classification_identity_names_model_data_and_settings_not_device(t
     assert a == b  # where it runs is not what it computes
     c = objective_identity(TextClassification.from_config({**raw, "max_length": 128}, base_dir=tmp_path), tmp_path)
     assert c["max_length"] == "128"
+
+
+def test_a_study_that_never_ran_a_trial_is_simply_redefined(tmp_path) -> None:
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal")))
+    empty = optuna.create_study(storage=storage, study_name="empty", direction="maximize")
+    empty.set_user_attr(IDENTITY_ATTR, {"version": "1", "space.x": "float [0, 1]"})
+    study = _tune({"x": {"float": [-5, 5]}}, tmp_path, study_name="empty", trials=2)  # minimize now
+    assert len(study.trials()) == 2 and study.optuna_study.direction.name == "MINIMIZE"
