@@ -112,7 +112,7 @@ def w_tunelab(trials: int, workers: int, sleep: float) -> dict[str, Any]:
     t1 = time.perf_counter()
     study = tunelab.tune(objective, space, metrics=[{"name": "value", "goal": "minimize"}], sampler="random", seed=0,
                          trials=trials, workers=workers, backend="ray", storage=str(tmp / "s.journal"),
-                         study_name="bench", trial_dir=str(tmp / "runs"), on_progress=progress)
+                         study_name="bench", trial_dir=str(tmp / "runs"), on_progress=progress, progress=False)
     t2 = time.perf_counter()
     done = sum(1 for t in study.trials() if t.state.value == "complete")
     return {"import_s": t1 - t0, "wall_s": t2 - t1, "first_s": (first[0] if first else t2) - t1, "complete": done,

@@ -106,7 +106,7 @@ def _w_tunelab(trials: int, tmp: Path, *, backend: str, sampler: str, workers: i
     study = tunelab.api.tune(tunelab_objective, SPACE, metrics=METRICS, trials=trials, backend=backend,
                              workers=workers, storage=str(tmp / "tunelab.journal") if storage == "journal" else storage,
                              study_name="overhead",
-                             seed=0, sampler=sampler, trial_dir=str(tmp / "runs"))
+                             seed=0, sampler=sampler, trial_dir=str(tmp / "runs"), progress=False)
     wall = time.perf_counter() - start
     complete = sum(1 for t in study.trials() if t.state.value == "complete")
     result: dict[str, Any] = {"wall_s": wall, "complete": complete, "source": C.loaded_source_fingerprint()}

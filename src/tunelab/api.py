@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
-import warnings
+import datetime as dt
+import os
+import time as _time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from tunelab.config import Execution, StudyConfig, parse_budget, parse_execution, parse_search
 from tunelab.errors import ConfigError
+from tunelab.identity import (IDENTITY_ATTR, changed_definition_error, callable_name, config_in_space,
+                              identity_changes, parse_on_change, short_hash, source_file, stored_identity,
+                              study_identity, summarize_changes)
+from tunelab.messages import TunelabWarning, logger, quiet_optuna, warn
 from tunelab.metrics import MetricSet
+from tunelab.names import check_study_name, safe_name_part
 from tunelab.objectives.base import prepare_objective, validate_objective
 from tunelab.samplers import make_sampler, parallelism_advice
 from tunelab.space import Space
 from tunelab.storage import open_storage, resolve_storage_url
-from tunelab.study import STUDY_ATTR, StudyView, load_study as _load_study
+from tunelab.study import STUDY_ATTR, StudyView, load_study as _load_study, stored_config
 from tunelab.tuner import Progress, Tuner
+
+if TYPE_CHECKING:
+    import optuna
 
 DEFAULT_TRIALS = 20
 
-
-class TunelabWarning(UserWarning):
-    """Advice about a study's set-up (e.g. too many workers for an adaptive sampler)."""
+#: ``tune()`` argument names for the fields its errors would otherwise name in YAML terms.
+_API_FIELDS = {
+    "budget.trials": "trials", "budget.time": "time", "budget.target": "target",
+    "execution.workers": "workers", "execution.backend": "backend", "execution.gpus_per_trial": "gpus_per_trial",
+    "execution.timeout": "timeout", "execution.trial_dir": "trial_dir",
+    "execution.keep_checkpoints": "keep_checkpoints", "search.sampler": "sampler", "search.seed": "seed",
+    "name": "study_name",
+}
 
 
 def tune(
@@ -40,8 +55,10 @@ def tune(
     timeout: str | float | None = None,
     storage: str | None = None,
     study_name: str | None = None,
+    on_change: str = "error",
     trial_dir: str = "tunelab_runs",
     keep_checkpoints: int = 3,
+    progress: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> StudyView:
     """Tune ``objective(config, reporter)`` over ``space``; return the study.
@@ -50,35 +67,150 @@ def tune(
         >>> def objective(config, reporter):
         ...     return {"loss": (config["x"] - 2) ** 2}
         >>> study = tune(objective, {"x": {"float": [-5, 5]}}, metrics=[{"name": "loss", "goal": "minimize"}],
-        ...              trials=10, backend="inprocess", storage="memory", seed=0)
+        ...              trials=10, backend="inprocess", storage="memory", seed=0, progress=False)
         >>> round(study.best_config["x"])
         2
 
-    Running it again with the same ``storage`` and ``study_name`` continues the study.
+    Args:
+        metrics: ``"loss"``, ``[{"name": "accuracy", "goal": "maximize"}, ...]``. A metric's
+            ``goal`` may be left out only when its name tells it (loss, error, *_seconds: minimize;
+            accuracy, f1, auc: maximize); otherwise it is required.
+        storage: a journal file path (default ``./tunelab.journal``), a database URL, or
+            ``"memory"`` (a storage that belongs to this one call).
+        study_name: the study's name in the storage and its directory under ``trial_dir``.
+            Defaults to the objective's name plus a short hash of its module, qualified name and
+            source file (``train-3f2a9c1b``), so two different ``train`` functions never share a
+            study. Running again with the same storage and name continues the study.
+        on_change: what to do when the stored study of that name was defined differently (its
+            space, metrics or objective): ``"error"`` (the default) stops before any work and names
+            each change; ``"restart"`` deletes the stored study and moves its trial directory aside;
+            ``"continue"`` keeps the old trials (those outside the new space never count as best).
+        progress: show a progress bar (tqdm; a widget in notebooks), the start line and a closing
+            summary. ``False`` shows nothing; the same lines still go to the ``tunelab`` logger.
+        on_progress: called with a ``Progress`` snapshot as trials start and end.
     """
-    metric_set = MetricSet.parse(metrics)
-    budget_raw = {"trials": trials, "time": time, "target": target}
-    execution_raw: dict[str, Any] = {"backend": backend, "workers": workers, "gpus_per_trial": gpus_per_trial,
-                                     "trial_dir": trial_dir, "keep_checkpoints": keep_checkpoints}
-    if timeout is not None:
-        execution_raw["timeout"] = timeout
-    search_raw: dict[str, Any] = {"seed": seed}
-    if sampler is not None:
-        search_raw["sampler"] = sampler
-    name = study_name or getattr(objective, "__name__", None) or "study"
-    config = StudyConfig(
-        name=name, objective=objective, space=Space.from_dict(space), metrics=metric_set,
-        search=parse_search(search_raw, metric_set),
-        scheduler=scheduler,
-        budget=parse_budget({k: v for k, v in budget_raw.items() if v is not None}, metric_set),
-        execution=parse_execution(execution_raw), storage=storage, base_dir=Path.cwd(),
-    )
-    return run_study(config, on_progress=on_progress)
+    _check_arguments(objective, storage, study_name, trial_dir, progress, on_progress)
+    try:
+        metric_set = MetricSet.parse(metrics)
+        budget_raw = {"trials": trials, "time": time, "target": target}
+        execution_raw: dict[str, Any] = {"backend": backend, "workers": workers, "gpus_per_trial": gpus_per_trial,
+                                         "trial_dir": os.fspath(trial_dir), "keep_checkpoints": keep_checkpoints}
+        if timeout is not None:
+            execution_raw["timeout"] = timeout
+        search_raw: dict[str, Any] = {"seed": seed}
+        if sampler is not None:
+            search_raw["sampler"] = sampler
+        name = study_name if study_name is not None else default_study_name(objective)
+        config = StudyConfig(
+            name=name, objective=objective, space=Space.from_dict(space), metrics=metric_set,
+            search=parse_search(search_raw, metric_set),
+            scheduler=scheduler,
+            budget=parse_budget({k: v for k, v in budget_raw.items() if v is not None}, metric_set),
+            execution=parse_execution(execution_raw), storage=os.fspath(storage) if storage is not None else None,
+            base_dir=Path.cwd(), on_change=parse_on_change(on_change),
+        )
+        display = _PythonDisplay(config, progress, on_progress)
+        try:
+            view = run_study(config, on_progress=display.on_progress, on_start=display.start, surface="api")
+        finally:
+            display.close()
+    except ConfigError as exc:
+        raise _in_api_terms(exc) from None
+    display.finish(view)
+    return view
+
+
+def default_study_name(objective: Any) -> str:
+    """``{name}-{hash}``: the objective's name and a hash of ``module:qualname`` and its source file."""
+    import functools
+
+    fn = objective
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    base = getattr(fn, "__name__", None) or type(fn).__name__
+    ident = f"{callable_name(objective)}@{source_file(objective) or ''}"
+    return f"{safe_name_part(str(base))}-{short_hash(ident)}"
+
+
+def _check_arguments(objective: Any, storage: Any, study_name: Any, trial_dir: Any, progress: Any,
+                     on_progress: Any) -> None:
+    """``tune()``'s own arguments, checked before anything is created or written."""
+    if not callable(objective):
+        raise ConfigError("objective", f"is {_short(objective)}, which is not callable.",
+                          "pass a function `def objective(config, reporter): ...` that returns its metrics.")
+    if storage is not None and not isinstance(storage, (str, os.PathLike)):
+        raise ConfigError("storage", f"is {_short(storage)}, but must be a journal file path, a database URL "
+                          "or \"memory\".", "pass e.g. storage=\"tunelab.journal\" or storage=\"sqlite:///study.db\".")
+    if study_name is not None:
+        check_study_name(study_name, "study_name")
+    if not isinstance(trial_dir, (str, os.PathLike)):
+        raise ConfigError("trial_dir", f"is {_short(trial_dir)}, but must be a directory path.",
+                          "pass e.g. trial_dir=\"tunelab_runs\".")
+    if not isinstance(progress, bool):
+        raise ConfigError("progress", f"is {_short(progress)}, but must be True or False.")
+    if on_progress is not None and not callable(on_progress):
+        raise ConfigError("on_progress", f"is {_short(on_progress)}, which is not callable.",
+                          "pass a function that takes a Progress snapshot, or None.")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _in_api_terms(exc: ConfigError) -> ConfigError:
+    """The error with a ``tune()`` argument's name where the YAML field was named."""
+    for yaml_field, argument in _API_FIELDS.items():
+        if exc.field == yaml_field or exc.field.startswith(yaml_field + "."):
+            return ConfigError(argument + exc.field[len(yaml_field):], exc.problem, exc.fix)
+    return exc
+
+
+class _PythonDisplay:
+    """Progress bar, start line and summary for ``tune()``; the lines also go to the logger."""
+
+    def __init__(self, config: StudyConfig, progress: bool, on_progress: Callable[[Progress], None] | None) -> None:
+        self.config = config
+        self.progress = progress
+        self.user_callback = on_progress
+        self.bar: Any = None
+        self.started = _time.monotonic()
+
+    def start(self, view: StudyView, trials: int | None) -> None:
+        from tunelab.display import ProgressBar, counted_before, start_line
+
+        line = start_line(self.config)
+        logger.info(line)
+        if self.progress:
+            print(line, flush=True)
+            self.bar = ProgressBar(self.config.name, self.config.metrics.primary.name, trials, counted_before(view))
+
+    def on_progress(self, p: Progress) -> None:
+        if self.bar is not None:
+            self.bar(p)
+        if self.user_callback is not None:
+            self.user_callback(p)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def finish(self, view: StudyView) -> None:
+        from tunelab.display import summary
+
+        text = summary(view, _time.monotonic() - self.started)
+        for line in text.splitlines():
+            logger.info(line)
+        if self.progress:
+            print(text, flush=True)
 
 
 def load_study(storage: str | None = None, name: str | None = None) -> StudyView:
     """Open a finished or running study to read its trials and best config."""
-    return _load_study(resolve_storage_url(storage), name)
+    if storage is not None and not isinstance(storage, (str, os.PathLike)):
+        raise ConfigError("storage", f"is {_short(storage)}, but must be a journal file path or a database URL.")
+    return _load_study(resolve_storage_url(os.fspath(storage) if storage is not None else None), name)
 
 
 def effective_trials(config: StudyConfig) -> int | None:
@@ -97,39 +229,45 @@ def run_study(
     *,
     on_progress: Callable[[Progress], None] | None = None,
     callbacks: Sequence[Any] = (),
+    on_start: Callable[[StudyView, int | None], None] | None = None,
+    surface: str = "cli",
 ) -> StudyView:
-    """Validate everything, then create or resume the study and run it to its budget."""
-    import optuna
+    """Validate everything, then create or resume the study and run it to its budget.
 
+    ``surface`` (``cli`` or ``api``) words advice and errors in the caller's terms; ``on_start``
+    gets the opened study and the trial budget just before the first trial.
+    """
+    with quiet_optuna():
+        return _run_study(config, on_progress=on_progress, callbacks=callbacks, on_start=on_start, surface=surface)
+
+
+def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] | None, callbacks: Sequence[Any],
+               on_start: Callable[[StudyView, int | None], None] | None, surface: str) -> StudyView:
     from tunelab.schedulers import make_scheduler
     from tunelab.tracking import parse_tracking, tracking_callbacks
 
+    check_study_name(config.name, "study_name" if surface == "api" else "name")
     primary = config.metrics.primary
     scheduler = make_scheduler(config.scheduler, primary.name, primary.goal)
     parse_tracking(config.tracking, base_dir=config.base_dir, study_name=config.name)  # errors before any work
     validate_objective(config.objective, config.space, config.metrics)
+    identity = study_identity(config.space, config.metrics, config.objective, config.base_dir)
     trials = effective_trials(config)
     execution = config.execution
-    advice = parallelism_advice(config.search.sampler, execution.workers, trials)
-    if advice:
-        warnings.warn(advice, TunelabWarning, stacklevel=2)
     sampler = make_sampler(config.search.sampler, space=config.space, seed=config.search.seed,
                            workers=execution.workers, multi_objective=config.metrics.is_multi_objective,
                            options=config.search.options)
     url = resolve_storage_url(config.storage, config.base_dir)
-    storage = open_storage(url)
-    study = optuna.create_study(storage=storage, study_name=config.name, sampler=sampler,
-                                directions=config.metrics.directions, load_if_exists=True)
-    stored = [d.name.lower() for d in study.directions]
-    if stored != config.metrics.directions:
-        raise ConfigError("metrics", f"study {config.name!r} already exists with directions {stored}, "
-                          f"but the config asks for {config.metrics.directions}.",
-                          "use the same optimized metrics, or a new study name.")
-    meta = {"metrics": [vars(m) for m in config.metrics.metrics], "space": config.space.to_dict(),
+    trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
+    study = _open_study(config, url, sampler, identity, trial_root, surface)
+    advice = parallelism_advice(config.search.sampler, execution.workers, trials,
+                                set_workers="workers={n}" if surface == "api" else "--workers {n}")
+    if advice:
+        warn(advice)
+    meta = {"metrics": [m.to_dict() for m in config.metrics.metrics], "space": config.space.to_dict(),
             "sampler": config.search.sampler, "seed": config.search.seed, "scheduler": repr(scheduler)}
     if study.user_attrs.get(STUDY_ATTR) != meta:
         study.set_user_attr(STUDY_ATTR, meta)
-    trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
     trial_root.mkdir(parents=True, exist_ok=True)
     prepare_objective(config.objective, trial_root)
     callbacks = [*callbacks, *tracking_callbacks(config, trial_root)]
@@ -138,7 +276,78 @@ def run_study(
                   trial_root=trial_root, trials=trials, time_s=config.budget.time_s, target=config.budget.target,
                   trial_timeout_s=execution.timeout_s, keep_checkpoints=execution.keep_checkpoints,
                   on_progress=on_progress, callbacks=callbacks)
+    if on_start is not None:
+        on_start(StudyView(study), trials)
     return tuner.run()
+
+
+def _open_study(config: StudyConfig, url: str, sampler: Any, identity: Mapping[str, str], trial_root: Path,
+                surface: str) -> "optuna.Study":
+    """Create the study, or open it when its stored identity matches; a changed definition is an
+    error before any work unless ``config.on_change`` says ``restart`` or ``continue``."""
+    import optuna
+
+    # "memory" belongs to this call: a fresh storage, never one shared with another tune().
+    storage = optuna.storages.InMemoryStorage() if url == "memory" else open_storage(url)
+    name = config.name
+    study: optuna.Study | None = None
+    if name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        stored = stored_identity(study.user_attrs.get(IDENTITY_ATTR))
+        changes = identity_changes(stored, identity) if stored is not None else []
+        if stored is None:
+            logger.info("study %s has no stored identity (an older tunelab made it): storing this one", name)
+        if changes:
+            old_trials = study.get_trials(deepcopy=False)
+            if not old_trials:  # a study that never ran a trial answers nothing yet: define it anew
+                logger.info("study %s had no trials: redefined (%s)", name, summarize_changes(changes))
+                optuna.delete_study(study_name=name, storage=storage)
+                study = None
+            elif config.on_change == "error":
+                raise changed_definition_error(name, len(old_trials), changes, surface)
+            elif config.on_change == "restart":
+                optuna.delete_study(study_name=name, storage=storage)
+                moved = _move_aside(trial_root)
+                warn(f"study {name!r} restarted because its definition changed ({summarize_changes(changes)}): "
+                     f"{len(old_trials)} old trial(s) deleted from the storage"
+                     + (f", their directory moved to {moved}." if moved else "."))
+                study = None
+            else:
+                _check_directions(study, config, surface)
+                outside = sum(not config_in_space(config.space, stored_config(t)) for t in old_trials)
+                warn(f"study {name!r} continues with a changed definition ({summarize_changes(changes)}); "
+                     f"{outside} of its {len(old_trials)} old trials lie outside the new space and never count "
+                     f"as best.")
+    if study is None:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    directions=config.metrics.directions, load_if_exists=True)
+    _check_directions(study, config, surface)
+    if study.user_attrs.get(IDENTITY_ATTR) != dict(identity):
+        study.set_user_attr(IDENTITY_ATTR, dict(identity))
+    return study
+
+
+def _check_directions(study: "optuna.Study", config: StudyConfig, surface: str) -> None:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != config.metrics.directions:
+        restart = 'on_change="restart"' if surface == "api" else "--on-change restart"
+        raise ConfigError("metrics", f"study {config.name!r} already exists with directions {stored}, "
+                          f"but the config asks for {config.metrics.directions}.",
+                          f"use the same optimized metrics, a new study name, or start over with {restart}.")
+
+
+def _move_aside(trial_root: Path) -> Path | None:
+    """Rename a restarted study's trial directory to ``<name>.replaced-<UTC time>``: nothing is lost."""
+    if not trial_root.exists():
+        return None
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = trial_root.with_name(f"{trial_root.name}.replaced-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = trial_root.with_name(f"{trial_root.name}.replaced-{stamp}-{n}")
+    trial_root.rename(target)
+    return target
 
 
 def make_executor(objective: Any, execution: Execution) -> Any:

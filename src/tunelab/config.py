@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tunelab.errors import ConfigError
+from tunelab.identity import parse_on_change
 from tunelab.metrics import MetricSet
+from tunelab.names import check_study_name
 from tunelab.samplers import SAMPLERS, default_sampler
 from tunelab.space import Space
 
 TOP_KEYS = ("name", "storage", "objective", "metrics", "space", "search", "scheduler", "budget",
-            "execution", "tracking")
+            "execution", "tracking", "on_change")
 BACKENDS = ("local", "inprocess", "ray")
 OBJECTIVE_TYPES = ("function", "command", "text_classification")
 _EXECUTION_KEYS = {"backend", "workers", "gpus_per_trial", "cpus_per_trial", "timeout", "trial_dir",
@@ -65,6 +67,8 @@ class StudyConfig:
     tracking: Mapping[str, Any] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: What to do when the stored study was defined differently: error | restart | continue.
+    on_change: str = "error"
 
     def with_overrides(self, *, workers: int | None = None, trials: int | None = None) -> "StudyConfig":
         cfg = self
@@ -138,9 +142,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
     for required in ("objective", "space", "metrics"):
         if required not in raw:
             raise ConfigError(required, "is missing.", "see DESIGN.md or the README for the study format.")
-    name = raw.get("name", default_name)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
-        raise ConfigError("name", f"is {name!r}; use letters, digits, '-', '_' and '.'.")
+    name = check_study_name(raw.get("name", default_name), "name")
+    on_change = parse_on_change(raw.get("on_change", "error"), "on_change")
     space = Space.from_dict(raw["space"])
     metrics = MetricSet.parse(raw["metrics"])
     execution = parse_execution(raw.get("execution") or {})
@@ -155,7 +158,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
         raise ConfigError("tracking", "must be a mapping, e.g. `{mlflow: {uri: sqlite:///mlflow.db}}`.")
     return StudyConfig(name=name, objective=objective, space=space, metrics=metrics, search=search,
                        scheduler=raw.get("scheduler"), budget=budget, execution=execution, storage=storage,
-                       tracking=tracking, base_dir=base_dir, raw=dict(raw))
+                       tracking=tracking, base_dir=base_dir, raw=dict(raw), on_change=on_change)
 
 
 # ---- sections ---------------------------------------------------------------------------------

@@ -91,14 +91,17 @@ def make_sampler(
         raise ConfigError(field, f"the `{name}` sampler rejected its options: {exc}") from None
 
 
-def parallelism_advice(sampler: str, workers: int, trials: int | None) -> str | None:
-    """A warning when so many trials run at once that an adaptive sampler nears random search."""
+def parallelism_advice(sampler: str, workers: int, trials: int | None, set_workers: str = "--workers {n}") -> str | None:
+    """A warning when so many trials run at once that an adaptive sampler nears random search.
+
+    ``set_workers`` words the fix in the caller's terms: ``--workers {n}`` for the CLI,
+    ``workers={n}`` for ``tune()``."""
     if sampler not in ADAPTIVE or trials is None or workers <= 1 or workers * 5 <= trials:
         return None
     suggested = max(1, trials // 5)
     return (
         f"{workers} workers for a budget of {trials} trials: the `{sampler}` sampler learns from "
         f"finished trials, and with more than about a fifth of the budget running at once it "
-        f"behaves close to random search. Use --workers {suggested}, or raise the budget to "
+        f"behaves close to random search. Use {set_workers.format(n=suggested)}, or raise the budget to "
         f"{workers * 5} trials, to keep the search adaptive."
     )

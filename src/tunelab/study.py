@@ -3,6 +3,7 @@
 What tunelab stores (so optuna-dashboard still opens the study as it is):
 
 - study user attr ``tunelab``: the metric definitions and the space (YAML form);
+- study user attr ``tunelab.identity``: the study's identity (see ``tunelab.identity``);
 - trial user attrs ``config`` (the exact values trained with), ``run`` (slot, trial dir,
   driver, retry/parent links), ``metrics`` (final metrics) and ``failure`` (kind, message);
 - trial system attrs ``tunelab:r:<i>``: the i-th report, ``{"s": step, "m": metrics, "t": time}``.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tunelab.errors import StudyNotFoundError
+from tunelab.identity import config_in_space
 from tunelab.metrics import MetricSet
 from tunelab.storage import open_storage
 from tunelab.trial import Report, State
@@ -28,6 +30,8 @@ from tunelab.trial import Report, State
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
+
+    from tunelab.space import Space
 
 REPORT_PREFIX = "tunelab:r:"
 STUDY_ATTR = "tunelab"
@@ -156,6 +160,7 @@ class StudyView:
         ]
         self.metrics = MetricSet.parse(raw_metrics)
         self.space_dict: dict[str, Any] = dict(meta.get("space") or {})
+        self.space = _space_or_none(self.space_dict)
 
     @property
     def name(self) -> str:
@@ -166,11 +171,20 @@ class StudyView:
         return [trial_info(t, self.metrics) for t in self.optuna_study.get_trials(deepcopy=False)
                 if (t.user_attrs.get("failure") or {}).get("kind") != "cancelled"]
 
+    def answers_the_question(self, trial: TrialInfo) -> bool:
+        """Whether a trial counts for "best": inside the study's current space and meeting its
+        current constraints. Only trials kept by ``on_change: continue`` can fail this."""
+        if self.metrics.constraints and not self.metrics.feasible(trial.metrics):
+            return False
+        return self.space is None or config_in_space(self.space, trial.config)
+
     def ranked_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
-        """Complete trials that meet every constraint, best first (by the first objective)."""
+        """Complete trials that meet every constraint, best first (by the first objective).
+
+        A trial outside the current space (kept by ``on_change: continue``) is never ranked."""
         pool = [t for t in (trials if trials is not None else self.trials())
                 if t.state == State.COMPLETE and t.feasible and t.values is not None
-                and all(math.isfinite(v) for v in t.values)]
+                and all(math.isfinite(v) for v in t.values) and self.answers_the_question(t)]
         sign = -1.0 if self.metrics.primary.goal == "maximize" else 1.0
         return sorted(pool, key=lambda t: (sign * (t.values or (0.0,))[0], t.number))
 
@@ -202,6 +216,18 @@ class StudyView:
         from tunelab.frame import trials_frame
 
         return trials_frame(self.trials(), self.metrics)
+
+
+def _space_or_none(raw: Mapping[str, Any]) -> "Space | None":
+    from tunelab.errors import ConfigError
+    from tunelab.space import Space
+
+    if not raw:
+        return None
+    try:
+        return Space.from_dict(raw)
+    except ConfigError:  # written by another version: rank every trial rather than fail to read
+        return None
 
 
 def load_study(storage_url: str, name: str | None = None) -> StudyView:

@@ -167,7 +167,7 @@ def test_parallelism_advice() -> None:
 
 
 def test_returning_a_float_or_nothing() -> None:
-    study = tunelab.tune(lambda c, r: c["x"], {"x": {"float": [0, 1]}}, metrics="x2", trials=3,
+    study = tunelab.tune(lambda c, r: c["x"], {"x": {"float": [0, 1]}}, metrics=[{"name": "x2", "goal": "maximize"}], trials=3,
                          backend="inprocess", storage="memory", study_name="float", seed=0)
     assert all(t.metrics["x2"] == t.config["x"] for t in study.trials())
 

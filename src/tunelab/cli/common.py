@@ -33,6 +33,10 @@ def study_location(args: argparse.Namespace) -> tuple[str, str | None]:
     from tunelab.storage import resolve_storage_url, storage_exists
 
     storage, name, base = args.storage, args.study, Path.cwd()
+    if name is not None:
+        from tunelab.names import check_study_name
+
+        check_study_name(name, "--study")
     config_path = Path(args.config) if getattr(args, "config", None) else next(
         (Path(f) for f in STUDY_FILES if Path(f).exists()), None)
     if config_path is not None and (storage is None or name is None):

@@ -28,6 +28,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--mlflow-uri", help="track to this MLflow URI (overrides tracking.mlflow.uri)")
     p.add_argument("--mlflow-experiment", help="MLflow experiment name (default: the study name)")
     p.add_argument("--no-mlflow", action="store_true", help="no MLflow tracking, even where it is configured")
+    p.add_argument("--on-change", choices=("error", "restart", "continue"),
+                   help="when the stored study was defined differently: stop (error, the default), start over "
+                   "(restart: old trials deleted, their directory moved aside) or keep its trials (continue); "
+                   "overrides on_change")
     p.set_defaults(func=run)
 
 
@@ -134,12 +138,15 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.api import run_study
     from tunelab.cli.inspect import print_best
     from tunelab.config import load_config
+    from tunelab.display import start_line
     from tunelab.failures import no_completion_summary
 
     config = load_config(args.study_file).with_overrides(workers=args.workers, trials=args.trials)
     config = config.with_execution(backend=args.backend, address=args.address, gpus_per_trial=args.gpus_per_trial,
                                    cpus_per_trial=args.cpus_per_trial)
     config = dataclasses.replace(config, tracking=cli_tracking(config.tracking, args))
+    if args.on_change:
+        config = dataclasses.replace(config, on_change=args.on_change)
     ended = EndedTrials()
     callbacks: list[Any] = [ended]
     if args.report:
@@ -152,9 +159,11 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM stops the study like Ctrl-C: every trial process is stopped, nothing is lost.
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
-    print(f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}")
     try:
-        study = run_study(config, on_progress=progress, callbacks=callbacks)
+        # The start line names each optimized metric's direction; printed once the study is open,
+        # so a config error stays the only line.
+        study = run_study(config, on_progress=progress, callbacks=callbacks,
+                          on_start=lambda view, trials: print(start_line(config), flush=True))
     except KeyboardInterrupt:
         progress.close()
         print("\nstopped: running trials were marked interrupted and will run again on the next "
