@@ -41,7 +41,7 @@ def test_same_seed_same_trials_in_a_fresh_process(tmp_path) -> None:
         "import tunelab, json\n"
         "def f(c, r): return {'loss': (c['x'] - 0.3) ** 2}\n"
         "s = tunelab.tune(f, {'x': {'float': [0, 1]}}, metrics=[{'name': 'loss', 'goal': 'minimize'}],"
-        " trials=15, seed=5, backend='inprocess', storage='memory')\n"
+        " trials=15, seed=5, backend='inprocess', storage='memory', progress=False)\n"
         "print(json.dumps([t.config for t in s.trials()]))\n"
     )
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
