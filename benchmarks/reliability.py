@@ -79,9 +79,9 @@ RESTART_GOAL_S = 2.0
 ORPHAN_GRACE_S = 5.0
 PROGRESS_LINE = re.compile(r"^\[\d+:\d\d")
 
-FULL = {"kills": 30, "kill_budget": 130, "fault_trials": 100, "fault_timeout": 2.0, "workers": 8,
+FULL = {"kills": 30, "kill_budget": 130, "fault_trials": 100, "fault_timeout": 3.0, "workers": 8,
         "contention_trials": 1000, "driver_runs": 7, "driver_budget": 60}
-QUICK = {"kills": 5, "kill_budget": 30, "fault_trials": 24, "fault_timeout": 1.5, "workers": 8,
+QUICK = {"kills": 5, "kill_budget": 30, "fault_trials": 24, "fault_timeout": 3.0, "workers": 8,
          "contention_trials": 40, "driver_runs": 2, "driver_budget": 16}
 
 FAULT_RATE = 0.3
@@ -513,6 +513,9 @@ def judge(final: list[dict[str, Any]] | None, *, executions: dict[str, Any], bud
                     and t["number"] not in retried]
     out["lost_retries"] = len(lost_retries)
     ex["lost_retries"] = lost_retries[:10]
+    if lost_retries:  # the evidence: the interrupted trial and every trial of its config
+        keys = {_config_key(by_number[n]) for n in lost_retries[:5]}
+        ex["lost_retry_trials"] = [t for t in final if t["params"] and _config_key(t) in keys]
     # Left running (or queued and never run).
     left = [t["number"] for t in final if t["state"] in ("running", "waiting")]
     out["left_running"] = len(left)

@@ -51,7 +51,7 @@ def test_kill_9_at_random_moments_then_resume(kind: str, tmp_path: Path) -> None
 
 
 def test_injected_faults_get_their_kind_and_leave_no_process(tmp_path: Path) -> None:
-    row = R.run_faults("journal", tmp_path, trials=24, timeout=1.5, seed=0)
+    row = R.run_faults("journal", tmp_path, trials=24, timeout=3.0, seed=0)
     assert set(row["injected"]) - {"ok"}, "seed 0 injects faults into 24 trials"
     assert R.violations(row) == [], explain(row)
 
