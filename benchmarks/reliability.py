@@ -85,7 +85,6 @@ QUICK = {"kills": 5, "kill_budget": 30, "fault_trials": 24, "fault_timeout": 3.0
          "contention_trials": 40, "driver_runs": 2, "driver_budget": 16}
 
 FAULT_RATE = 0.3
-FAULT_KINDS = ("crash", "nan", "hang", "oom")
 #: The failure kind tunelab must record for each injected fault (src/tunelab/executors/_run_trial.py
 #: classifies exceptions, MemoryError and NaN; executors/local.py a process that exits without a
 #: result and a trial past its timeout).
@@ -520,21 +519,21 @@ def judge(final: list[dict[str, Any]] | None, *, executions: dict[str, Any], bud
     left = [t["number"] for t in final if t["state"] in ("running", "waiting")]
     out["left_running"] = len(left)
     ex["left_running"] = left[:10]
-    # Duplicated: a trial run twice, or a config in more trials than one plus its single retry.
-    dup = [n for n, k in executions["starts"].items() for _ in range(k - 1)]
+    # Duplicated: a trial whose objective started twice; a config whose objective started in more
+    # trials than one (two when its first trial was interrupted: the single retry); a config
+    # complete in more than one trial.
+    starts = executions["starts"]
+    dup = [n for n, k in starts.items() for _ in range(k - 1)]
     groups: dict[str, list[dict[str, Any]]] = {}
     for t in final:
-        if t["kind"] == "cancelled" and t["number"] not in executions["starts"]:
-            continue  # never ran: a budget race or a driver that stopped before starting it
         if t["params"]:
             groups.setdefault(_config_key(t), []).append(t)
     for members in groups.values():
         members.sort(key=lambda t: t["number"])
-        allowed = 1
-        if (len(members) > 1 and members[0]["kind"] == "interrupted" and members[0]["retry_of"] is None
-                and members[1]["retry_of"] == members[0]["number"]):
-            allowed = 2
-        dup += [t["number"] for t in members[allowed:]]
+        allowed = 2 if members[0]["kind"] == "interrupted" else 1
+        extra = [t["number"] for t in members if starts.get(t["number"])][allowed:]
+        extra += [t["number"] for t in members if t["state"] == "complete"][1:]
+        dup += sorted(set(extra))
     out["duplicated"] = len(dup)
     ex["duplicated"] = sorted(dup)[:10]
     # The budget: trials that count (not interrupted, not cancelled) equal it exactly.
@@ -993,9 +992,9 @@ METHOD = [
     "the end; without kills, also an execution that returned (logged by the objective) whose trial is not "
     "complete with that value. **retries lost**: a trial ended `interrupted` (not itself a retry) whose config "
     "never ran again (no finished trial with `retry_of` pointing at it). **left running**: trials running or "
-    "waiting at the end. **duplicated**: a trial number whose objective started twice, plus trials beyond "
-    "the first of each config (beyond the second when the first was interrupted and the second is its "
-    "retry). **budget**: trials that count (not interrupted, not cancelled) equal the budget exactly.",
+    "waiting at the end. **duplicated**: a trial whose objective started twice, plus the trials of a config "
+    "whose objective started beyond the first (beyond the second when the config's first trial was "
+    "interrupted: its single retry) or that completed beyond the first. **budget**: trials that count (not interrupted, not cancelled) equal the budget exactly.",
     f"- **orphans**: processes a trial started (the trial process, its grandchild, its daemon: pid and "
     f"kernel start time from `pids.log`) still alive {ORPHAN_GRACE_S:g} s after the scenario ended; they are "
     "then killed by pid. **crashed drivers**: a driver that exited non-zero (or did not finish) without being "
