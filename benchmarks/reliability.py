@@ -987,7 +987,10 @@ METHOD = [
     "- **kill**: SIGKILL to the driver alone (`kill -9 PID`) at seeded random moments 0.2-5 s after its "
     "start (`--seed`), a restart after each, then a last run to the budget. The `work` objective sleeps "
     "0.2-1 s in three reports and starts a grandchild (`sleep`, in its session) and a daemon (`sleep` in a "
-    "new session, `setsid`). Storage is read after every kill.",
+    "new session, `setsid`). Storage is read after every kill. The schedule is seeded, but what a kill "
+    "hits (an append, a trial's end, the recovery of the last kill's trials) depends on the machine's "
+    "timing, so a window of a few milliseconds shows up in some runs and not in others: compare counts over "
+    "many kills, and rerun with other `--seed`s to hunt a rare window.",
     "- **lost**: a trial that any read showed complete is not complete with the same values and config at "
     "the end; without kills, also an execution that returned (logged by the objective) whose trial is not "
     "complete with that value. **retries lost**: a trial ended `interrupted` (not itself a retry) whose config "
