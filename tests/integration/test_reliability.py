@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import reliability as R  # noqa: E402
 
+
 def explain(row: dict[str, Any]) -> str:
     """What went wrong, for the assertion message: the violations, examples and crash output."""
     keep = {k: row.get(k) for k in ("examples", "states", "orphan_detail", "wrong", "budget")}
