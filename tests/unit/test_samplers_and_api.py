@@ -61,8 +61,8 @@ def test_tpe_uses_constant_liar_only_with_several_workers() -> None:
     space = Space.from_dict({"x": {"float": [0, 1]}})
     one = make_sampler("tpe", space=space, seed=0, workers=1, multi_objective=False)
     many = make_sampler("tpe", space=space, seed=0, workers=4, multi_objective=False)
-    assert one._constant_liar is False and many._constant_liar is True
-    assert one._multivariate is True
+    assert one.template._constant_liar is False and many.template._constant_liar is True
+    assert one.template._multivariate is True
 
 
 def test_unknown_sampler_and_option_are_config_errors() -> None:
