@@ -55,6 +55,18 @@ def n_trials(study: "optuna.Study", opened: Any = None) -> int:
     return len(study.get_trials(deepcopy=False))
 
 
+def cached_trials(study: "optuna.Study", states: tuple[Any, ...]) -> list["FrozenTrial"]:
+    """The study's trials as samplers see them: Optuna's per-ask snapshot (dropped at every ask
+    and tell), so that a check per proposal adds no storage round trip on a database."""
+    private = getattr(study, "_get_trials", None)
+    if private is not None:
+        try:
+            return list(private(deepcopy=False, states=states, use_cache=True))
+        except TypeError:
+            pass  # another signature: the public call below
+    return list(study.get_trials(deepcopy=False, states=states))
+
+
 def set_system_attr(trial: "optuna.trial.Trial", key: str, value: Any) -> None:
     """A system attribute on a live trial (``Trial.set_system_attr`` was removed from Optuna);
     ``trial.storage`` is a public attribute, the trial id may not be."""
@@ -72,14 +84,20 @@ def queued_params(frozen: "FrozenTrial") -> dict[str, Any] | None:
 
 
 def mark_ended(study: "optuna.Study", frozen: "FrozenTrial", user_attrs: Mapping[str, Any], state: Any,
-               opened: Any = None) -> None:
+               opened: Any = None) -> bool:
     """Record a trial another driver left running: attributes first, then the final state,
-    without calling the sampler (the trial never reported to it)."""
+    without calling the sampler (the trial never reported to it). False when another driver
+    ended it first (so only one of them queues it again)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
     storage = storage_of(study, opened)
     trial_id = trial_id_of(frozen, study, storage)
-    for key, value in user_attrs.items():
-        storage.set_trial_user_attr(trial_id, key, value)
-    storage.set_trial_state_values(trial_id, state)
+    try:
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return bool(storage.set_trial_state_values(trial_id, state))
+    except UpdateFinishedTrialError:
+        return False
 
 
 def ask_with_run(study: "optuna.Study", run: Mapping[str, Any], opened: Any = None) -> "tuple[optuna.trial.Trial, bool]":

@@ -6,10 +6,11 @@ constructed with a seed), so the same seed gives the same trials, and a resumed 
 with the sequence instead of replaying it from the start.
 
 It also proposes each trial's whole config at once (every active parameter of the space) and
-compares it, after the space's own steps and rounding, with the configs of complete trials:
-a repeat is drawn again with another derived seed, a bounded number of times. What is still a
-repeat after that, the tuner does not run: it records the earlier trial's result
-(``duplicate_of``). Redrawn proposals are counted on the trial (``resampled``).
+compares it, after the space's own steps and rounding, with the configs of complete and pruned
+trials: a repeat is drawn again with another derived seed, a bounded number of times. What
+still repeats a complete trial after that, the tuner does not run: it records the earlier
+trial's result (``duplicate_of``); a repeat of a pruned trial runs (it has no final result to
+reuse). Redrawn proposals are counted on the trial (``resampled``).
 """
 
 from __future__ import annotations
@@ -54,13 +55,16 @@ def config_key(config: Mapping[str, Any], names: Iterable[str]) -> tuple[Any, ..
     return tuple(out)
 
 
-def completed_keys(study: "optuna.Study", names: Iterable[str]) -> dict[tuple[Any, ...], "FrozenTrial"]:
-    """Complete trials by config key (the first trial of each config)."""
+def completed_keys(study: "optuna.Study", names: Iterable[str], pruned: bool = False) -> dict[tuple[Any, ...], "FrozenTrial"]:
+    """Complete (and, with ``pruned``, pruned) trials by config key, the first of each config."""
     from optuna.trial import TrialState
+
+    from tunelab._optuna import cached_trials
 
     names = list(names)
     keys: dict[tuple[Any, ...], FrozenTrial] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    states = (TrialState.COMPLETE, TrialState.PRUNED) if pruned else (TrialState.COMPLETE,)
+    for t in cached_trials(study, states):
         keys.setdefault(config_key(t.params, names), t)
     return keys
 
@@ -127,7 +131,9 @@ class TrialSeededSampler(BaseSampler):
         if self._space is None:
             return self.template.sample_relative(study, trial, search_space)
         names = list(self._space.searched)
-        done = completed_keys(study, names)
+        # Pruned configs too (stopped early, or a failure that says something about the config):
+        # proposing them again would spend a run to learn what is known.
+        done = completed_keys(study, names, pruned=True)
         inner = self._inners.get(trial.number) or self._new_inner(study, trial, 0)
         proposal = self._propose(inner, study, trial)
         for attempt in range(1, self._max_resamples + 1):

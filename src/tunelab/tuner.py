@@ -353,19 +353,20 @@ class Tuner:
                 continue  # its driver still runs (here or on another machine)
             if self.space.searched and not t.params:
                 # The driver died between taking the trial and choosing its config: it never ran.
-                _optuna.mark_ended(self.study, t, {"failure": {
+                ended = _optuna.mark_ended(self.study, t, {"failure": {
                     "kind": "cancelled", "message": "the driver stopped before this trial started"}},
                     TrialState.FAIL, self.storage)
                 queued = _optuna.queued_params(t)
-                if queued is not None:
+                if ended and queued is not None:
                     # A queued config (a retry, a scheduler's suggestion) goes back to the queue as
                     # it was, so it still runs once.
                     attrs = {k: v for k, v in t.user_attrs.items() if k not in ("run", "failure")}
                     self.study.enqueue_trial(queued, user_attrs=attrs)
                 continue
-            _optuna.mark_ended(self.study, t, {"failure": {
-                "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
-                TrialState.FAIL, self.storage)
+            if not _optuna.mark_ended(self.study, t, {"failure": {
+                    "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
+                    TrialState.FAIL, self.storage):
+                continue  # another driver starting now recovered it
             self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs)
 
     def _is_retry(self, trial: "optuna.trial.Trial") -> bool:

@@ -88,6 +88,9 @@ def test_mark_ended(study: optuna.Study, hidden: tuple[str, ...]) -> None:
                        TrialState.FAIL, study._storage)
     ended = study.trials[trial.number]
     assert ended.state == TrialState.FAIL and ended.user_attrs["failure"] == {"kind": "cancelled"}
+    # A second driver recovering the same trial learns that it was ended already.
+    assert not _optuna.mark_ended(study, frozen, {"failure": {"kind": "interrupted"}}, TrialState.FAIL)
+    assert study.trials[trial.number].user_attrs["failure"] == {"kind": "cancelled"}
 
 
 @pytest.mark.parametrize("hidden", [(), ("_thread_local",), ("_storage",)])
@@ -118,3 +121,11 @@ def test_ask_with_run_sees_trials_finished_since_the_last_ask(study: optuna.Stud
                                               value=2.0))
     _optuna.ask_with_run(study, RUN)
     assert len(study._get_trials(deepcopy=False, use_cache=True)) == 3
+
+
+def test_cached_trials(study: optuna.Study) -> None:
+    study.ask()
+    complete = (TrialState.COMPLETE,)
+    assert [t.number for t in _optuna.cached_trials(study, complete)] == [0]
+    assert [t.number for t in _optuna.cached_trials(Hiding(study, "_get_trials"), complete)] == [0]
+    assert len(_optuna.cached_trials(Hiding(study, "_get_trials"), (TrialState.RUNNING,))) == 1

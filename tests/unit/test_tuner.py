@@ -124,6 +124,22 @@ def test_duplicates_are_redrawn_before_they_are_reused(tmp_path: Path) -> None:
     assert any(t.user_attrs.get(RESAMPLED) for t in trials)
 
 
+def test_a_pruned_config_is_not_proposed_again_while_others_remain(tmp_path: Path) -> None:
+    from tunelab.errors import TrialPruned
+
+    runs: list[int] = []
+
+    def objective(config: dict[str, Any], reporter: Any) -> dict[str, float]:
+        runs.append(config["a"])
+        if config["a"] < 3:
+            raise TrialPruned()
+        return {"loss": float(config["a"])}
+
+    run_tuner(optuna.storages.InMemoryStorage(), {"a": {"choice": list(range(6))}}, 5, tmp_path, objective,
+              sampler="random")
+    assert len(runs) == len(set(runs)) == 5
+
+
 def test_a_study_without_trial_budget_stops_when_every_config_repeats(tmp_path: Path) -> None:
     space = {"a": {"choice": [1, 2]}}
     study = open_study(optuna.storages.InMemoryStorage(), space)
