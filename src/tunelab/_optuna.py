@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: Where ``Study.enqueue_trial`` keeps a queued trial's params (a stored data key, not code).
 _FIXED_PARAMS_KEY = "fixed_params"
+#: System attr a driver writes on a queued trial just before taking it: ``tunelab:claim:<driver>``.
+CLAIM_PREFIX = "tunelab:claim:"
 
 
 def storage_of(study: "optuna.Study", opened: "optuna.storages.BaseStorage | None" = None) -> Any:
@@ -100,13 +102,19 @@ def mark_ended(study: "optuna.Study", frozen: "FrozenTrial", user_attrs: Mapping
         return False
 
 
+def claimed_by(frozen: "FrozenTrial") -> list[str]:
+    """Drivers that tried to take this queued trial (one of them took it)."""
+    return [k[len(CLAIM_PREFIX):] for k in frozen.system_attrs if k.startswith(CLAIM_PREFIX)]
+
+
 def ask_with_run(study: "optuna.Study", run: Mapping[str, Any], opened: Any = None) -> "tuple[optuna.trial.Trial, bool]":
     """``study.ask()`` with the trial holding its ``run`` attribute from the moment it runs.
 
-    Returns the trial and whether it came from the queue. A queued trial gets ``run`` written
-    before it is taken and again after, so a driver killed in between leaves a running trial
-    that names its (dead) driver, which the next start reclaims; a new trial is created with
-    ``run`` in one write. The public fallback is ask, then write.
+    Returns the trial and whether it came from the queue. A new trial is created with ``run``
+    in one write. A queued trial is claimed (``tunelab:claim:<driver>``, a key per driver, so
+    no driver overwrites another's) just before it is taken, then gets ``run``: a driver killed
+    in between leaves a running trial whose claimers are all dead, which the next start
+    reclaims at once. The public fallback is ask, then write.
     """
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
@@ -122,16 +130,16 @@ def ask_with_run(study: "optuna.Study", run: Mapping[str, Any], opened: Any = No
         queued = waiting and queued_params(frozen_of(trial)) is not None
         return trial, queued
     local.cached_all_trials = None  # what ask() does: samplers see the storage as it is now
+    claim = f"{CLAIM_PREFIX}{run.get('driver')}"
     for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = trial_id_of(frozen, study, storage)
         try:
-            storage.set_trial_user_attr(trial_id, "run", dict(run))
+            storage.set_trial_system_attr(trial_id, claim, True)
             if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 continue  # another driver took it first
         except UpdateFinishedTrialError:
             continue
-        if storage.get_trial(trial_id).user_attrs.get("run") != dict(run):
-            storage.set_trial_user_attr(trial_id, "run", dict(run))  # another driver wrote in between
+        storage.set_trial_user_attr(trial_id, "run", dict(run))
         return optuna.Trial(study, trial_id), True
     template = FrozenTrial(
         number=-1, state=TrialState.RUNNING, value=None, datetime_start=dt.datetime.now(),

@@ -218,8 +218,9 @@ class Tuner:
         self._reuse_streak = 0
         trial_dir = self.trial_root / trial_dir_name(number)
         from_checkpoint = None
-        if parent is not None:
-            from_checkpoint = self.trial_root / trial_dir_name(parent) / "checkpoint"
+        if isinstance(parent, int) and not isinstance(parent, bool):  # a trial number, maybe read from storage
+            owned = self._owned_dir(str(self.trial_root / trial_dir_name(parent)), parent)
+            from_checkpoint = owned / "checkpoint" if owned is not None else None
         self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot))
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
         self._live[number] = _Live(trial, record, slot, trial_dir, _optuna.trial_id_of(trial, self.study, self.storage),
@@ -347,7 +348,10 @@ class Tuner:
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             driver = (t.user_attrs.get("run") or {}).get("driver")
-            if driver is None and t.datetime_start is not None and _age_s(t.datetime_start) < _UNCLAIMED_GRACE_S:
+            claimers = _optuna.claimed_by(t)
+            taken_by_dead = bool(claimers) and all(driver_alive(c) is False for c in claimers)
+            if (driver is None and not taken_by_dead and t.datetime_start is not None
+                    and _age_s(t.datetime_start) < _UNCLAIMED_GRACE_S):
                 continue  # another driver has just asked for it and is about to record itself
             if driver_alive(driver) is not False:
                 continue  # its driver still runs (here or on another machine)

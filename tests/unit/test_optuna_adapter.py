@@ -110,6 +110,7 @@ def test_ask_with_run_takes_a_queued_trial_with_its_driver(study: optuna.Study, 
     assert frozen.state == TrialState.RUNNING
     assert frozen.user_attrs == {"retry_of": 0, "run": RUN}
     assert not study.get_trials(states=(TrialState.WAITING,))
+    assert _optuna.claimed_by(frozen) == ([] if hidden else [RUN["driver"]])
 
 
 def test_ask_with_run_sees_trials_finished_since_the_last_ask(study: optuna.Study) -> None:

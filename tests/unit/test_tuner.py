@@ -254,15 +254,35 @@ def test_a_retry_taken_by_a_driver_killed_before_it_recorded_itself_still_runs_o
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
 
 
-def test_a_retry_taken_and_then_killed_names_its_driver_and_is_reclaimed_at_once(tmp_path: Path) -> None:
+def test_a_driver_killed_between_taking_a_retry_and_recording_itself_loses_nothing(tmp_path: Path) -> None:
     from tunelab import _optuna
+
+    class KilledBeforeRecording(Exception):
+        pass
+
+    class Storage:  # the journal, but the driver dies as it writes `run` on the taken trial
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+            if key == "run":
+                raise KilledBeforeRecording()
+            self.inner.set_trial_user_attr(trial_id, key, value)
 
     storage = journal(tmp_path)
     study = open_study(storage, PLANE)
     study.enqueue_trial({"x": 0.25, "y": 0.75}, user_attrs={"retry_of": 0})
-    dead = f"{socket.gethostname()}:{os.getpid()}:1"  # this host, start time not ours: a dead driver
-    trial, queued = _optuna.ask_with_run(study, {"slot": 0, "root": str(tmp_path), "driver": dead})
-    assert queued and trial.user_attrs["run"]["driver"] == dead  # recorded with the take, not after
-    study = run_tuner(storage, PLANE, 2, tmp_path / "runs")  # no grace period needed: the driver is known
+    dead = f"{socket.gethostname()}:{os.getpid()}:1"  # this host, a start time not ours: a dead driver
+    study._storage = Storage(storage)
+    with pytest.raises(KilledBeforeRecording):
+        _optuna.ask_with_run(study, {"slot": 0, "root": str(tmp_path), "driver": dead})
+    taken = study.get_trials(deepcopy=False)[0]
+    assert taken.state == TrialState.RUNNING and "run" not in taken.user_attrs
+    # The next start needs no grace period: the trial's only claimer is dead.
+    study = run_tuner(storage, PLANE, 2, tmp_path / "runs")
     retries = [t for t in complete(study) if t.user_attrs.get("retry_of") == 0]
     assert len(retries) == 1 and retries[0].params == {"x": 0.25, "y": 0.75}
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
