@@ -60,3 +60,41 @@ def test_config_key_compares_values_after_rounding_not_types() -> None:
     assert config_key({"a": 0.1 + 0.2, "b": 3}, names) == config_key({"a": 0.3, "b": 3.0}, names)
     assert config_key({"a": True, "b": 1}, names) != config_key({"a": 1, "b": 1}, names)
     assert config_key({"a": 0.3, "b": "x"}, names) != config_key({"a": 0.3, "b": "y"}, names)
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (open, (self.marker, "w"))  # unpickling creates the marker file
+
+
+def test_tune_with_cmaes_runs_no_code_planted_in_storage(tmp_path, monkeypatch) -> None:
+    import pickle
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    import tunelab
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "code_ran"
+    journal = str(tmp_path / "study.journal")
+
+    def loss(config, reporter):
+        return {"loss": (config["x"] - 0.3) ** 2}
+
+    kwargs = dict(metrics=[{"name": "loss", "goal": "minimize"}], sampler="cmaes", seed=0, backend="inprocess",
+                  storage=journal, study_name="cma")
+    tunelab.tune(loss, {"x": {"float": [0, 1]}}, trials=3, **kwargs)
+    # Anyone with write access to the storage adds a trial carrying a pickled "optimizer".
+    study = optuna.load_study(study_name="cma", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(journal)))
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5}, distributions={"x": FloatDistribution(0.0, 1.0)}, value=0.04,
+        system_attrs={"cma:optimizer:0": pickle.dumps(_Payload(str(marker))).hex(), "cma:generation": 0}))
+    with pytest.warns(UserWarning, match="pickled sampler state"):
+        view = tunelab.tune(loss, {"x": {"float": [0, 1]}}, trials=12, **kwargs)
+    assert not marker.exists()
+    assert len([t for t in view.trials() if t.state.value == "complete"]) == 12
