@@ -131,6 +131,8 @@ class TrialSeededSampler(BaseSampler):
         if self._space is None:
             return self.template.sample_relative(study, trial, search_space)
         names = list(self._space.searched)
+        if not names:
+            return {}
         # Pruned configs too (stopped early, or a failure that says something about the config):
         # proposing them again would spend a run to learn what is known.
         done = completed_keys(study, names, pruned=True)

@@ -207,7 +207,7 @@ class Tuner:
         resampled = getattr(sampler, "resampled", lambda n: 0)(number)
         if resampled:
             trial.set_user_attr(RESAMPLED, resampled)
-        if not queued and self._reuse_duplicate(trial, config):
+        if not queued and self.space.searched and self._reuse_duplicate(trial, config):
             self._reuse_streak += 1
             if self.trials is None and self._reuse_streak >= _MAX_REUSE_STREAK:
                 # No trial budget to end it: a space whose every config has run would loop here.

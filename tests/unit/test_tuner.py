@@ -140,6 +140,13 @@ def test_a_pruned_config_is_not_proposed_again_while_others_remain(tmp_path: Pat
     assert len(runs) == len(set(runs)) == 5
 
 
+def test_a_space_of_fixed_values_runs_every_trial(tmp_path: Path) -> None:
+    runs: list[int] = []
+    run_tuner(optuna.storages.InMemoryStorage(), {"seed": {"fixed": 3}}, 3, tmp_path,
+              lambda c, r: runs.append(c["seed"]) or {"loss": 1.0}, sampler="random")
+    assert runs == [3, 3, 3]  # nothing is searched, so there is nothing to repeat
+
+
 def test_a_study_without_trial_budget_stops_when_every_config_repeats(tmp_path: Path) -> None:
     space = {"a": {"choice": [1, 2]}}
     study = open_study(optuna.storages.InMemoryStorage(), space)
