@@ -3,7 +3,12 @@
 The tuner is the only place that touches both the search (sampler, scheduler) and the
 executor, and the only writer of trial results. Every result is written to storage before it
 is acted on, so killing the driver at any moment loses nothing: the next run marks trials
-that were running as ``failed: interrupted`` and queues their configs again, once.
+that were running as ``failed: interrupted`` and queues their configs again, once (a queued
+trial taken by a driver that died before starting it goes back to the queue as it was).
+
+A config that repeats a complete trial's is not run: the trial records the earlier result
+(``duplicate_of``). Directories read from storage are used only inside the trial root, and
+Optuna's private API is reached only through ``tunelab._optuna``.
 """
 
 from __future__ import annotations
