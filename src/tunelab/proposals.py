@@ -6,8 +6,8 @@ constructed with a seed), so the same seed gives the same trials, and a resumed 
 with the sequence instead of replaying it from the start.
 
 It also proposes each trial's whole config at once (every active parameter of the space) and
-compares it, after the space's own steps and rounding, with the configs of complete and pruned
-trials: a repeat is drawn again with another derived seed, a bounded number of times. What
+compares it, after the space's own steps and rounding, with the configs of complete, pruned
+and running trials: a repeat is drawn again with another derived seed, a bounded number of times. What
 still repeats a complete trial after that, the tuner does not run: it records the earlier
 trial's result (``duplicate_of``); a repeat of a pruned trial runs (it has no final result to
 reuse). Redrawn proposals are counted on the trial (``resampled``).
@@ -55,17 +55,20 @@ def config_key(config: Mapping[str, Any], names: Iterable[str]) -> tuple[Any, ..
     return tuple(out)
 
 
-def completed_keys(study: "optuna.Study", names: Iterable[str], pruned: bool = False) -> dict[tuple[Any, ...], "FrozenTrial"]:
-    """Complete (and, with ``pruned``, pruned) trials by config key, the first of each config."""
+def completed_keys(study: "optuna.Study", names: Iterable[str], taken: bool = False,
+                   but: int | None = None) -> dict[tuple[Any, ...], "FrozenTrial"]:
+    """Complete trials by config key, the first of each config; with ``taken``, also pruned and
+    running ones (but trial number ``but``): configs that proposing again would waste."""
     from optuna.trial import TrialState
 
     from tunelab._optuna import cached_trials
 
     names = list(names)
     keys: dict[tuple[Any, ...], FrozenTrial] = {}
-    states = (TrialState.COMPLETE, TrialState.PRUNED) if pruned else (TrialState.COMPLETE,)
-    for t in cached_trials(study, states):
-        keys.setdefault(config_key(t.params, names), t)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) if taken else (TrialState.COMPLETE,)
+    for t in sorted(cached_trials(study, states), key=lambda t: t.number):
+        if t.number != but and t.params:
+            keys.setdefault(config_key(t.params, names), t)
     return keys
 
 
@@ -133,9 +136,9 @@ class TrialSeededSampler(BaseSampler):
         names = list(self._space.searched)
         if not names:
             return {}
-        # Pruned configs too (stopped early, or a failure that says something about the config):
-        # proposing them again would spend a run to learn what is known.
-        done = completed_keys(study, names, pruned=True)
+        # Pruned configs too (stopped early, or a failure that says something about the config),
+        # and running ones (another worker has it): proposing them again would waste a run.
+        done = completed_keys(study, names, taken=True, but=trial.number)
         inner = self._inners.get(trial.number) or self._new_inner(study, trial, 0)
         proposal = self._propose(inner, study, trial)
         for attempt in range(1, self._max_resamples + 1):

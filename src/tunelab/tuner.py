@@ -118,6 +118,8 @@ class Tuner:
         self._stopping = False
         self._last_message = ""
         self._reuse_streak = 0  # proposals in a row that repeated a finished config
+        # Trials whose config repeats one this driver is running: they take its result when it ends.
+        self._twins: dict[int, list[tuple["optuna.trial.Trial", dict[str, Any]]]] = {}
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -212,12 +214,13 @@ class Tuner:
         resampled = getattr(sampler, "resampled", lambda n: 0)(number)
         if resampled:
             trial.set_user_attr(RESAMPLED, resampled)
-        if not queued and self.space.searched and self._reuse_duplicate(trial, config):
+        if not queued and self.space.searched and (self._reuse_duplicate(trial, config)
+                                                   or self._wait_for_twin(trial, config)):
             self._reuse_streak += 1
             if self.trials is None and self._reuse_streak >= _MAX_REUSE_STREAK:
-                # No trial budget to end it: a space whose every config has run would loop here.
+                # No trial budget to end it: a space whose every config is taken would loop here.
                 self._stopping = True
-                self._last_message = f"the last {_MAX_REUSE_STREAK} proposals all repeated finished configs"
+                self._last_message = f"the last {_MAX_REUSE_STREAK} proposals all repeated configs already tried"
                 return False
             return True
         self._reuse_streak = 0
@@ -256,6 +259,30 @@ class Tuner:
         self._counts[State.COMPLETE] += 1
         self._last_message = f"trial {trial.number} repeats trial {earlier.number}: its result is reused"
         return True
+
+    def _wait_for_twin(self, trial: "optuna.trial.Trial", config: Mapping[str, Any]) -> bool:
+        """A config that repeats one running here (every other config taken) is not run twice:
+        the trial waits, with no run, and takes the running trial's result when it ends."""
+        names = list(self.space.searched)
+        wanted = config_key(config, names)
+        for number, live in self._live.items():
+            if config_key(live.record.config, names) == wanted:
+                self._twins.setdefault(number, []).append((trial, dict(config)))
+                self._last_message = f"trial {trial.number} repeats running trial {number}: it waits for its result"
+                return True
+        return False
+
+    def _resolve_twins(self, number: int) -> None:
+        """Trial ``number`` ended: its twins reuse its result, or (when it did not complete) are
+        cancelled, which does not use up the budget, so another config takes their place."""
+        from optuna.trial import TrialState
+
+        for trial, config in self._twins.pop(number, []):
+            if self._reuse_duplicate(trial, config):
+                continue
+            trial.set_user_attr("failure", {"kind": "cancelled",
+                                            "message": f"it repeated trial {number}, which did not complete"})
+            self.study.tell(trial, state=TrialState.FAIL)
 
     def _has_waiting(self) -> bool:
         from optuna.trial import TrialState
@@ -344,6 +371,7 @@ class Tuner:
         self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
         if self.callbacks:
             self.callbacks.call("on_trial_end", trial_info(self.storage.get_trial(tid), self.metrics))
+        self._resolve_twins(event.trial_id)
 
     # ---- resume ----------------------------------------------------------------------------
 

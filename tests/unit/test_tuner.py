@@ -124,6 +124,35 @@ def test_duplicates_are_redrawn_before_they_are_reused(tmp_path: Path) -> None:
     assert any(t.user_attrs.get(RESAMPLED) for t in trials)
 
 
+def test_with_two_workers_a_config_repeating_a_running_one_waits_for_its_result(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from tunelab.proposals import DUPLICATE_OF
+
+    runs: list[int] = []
+    lock = threading.Lock()
+    space = {"a": {"choice": [1, 2]}}
+    study = open_study(optuna.storages.InMemoryStorage(), space)
+
+    def objective(config: dict[str, Any], reporter: Any) -> dict[str, float]:
+        with lock:
+            runs.append(config["a"])
+            first = len(runs) == 1
+        deadline = time.monotonic() + 60
+        while first and len(study.get_trials(deepcopy=False)) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first trial runs on while the tuner proposes its config again
+        return {"loss": float(config["a"])}
+
+    Tuner(study=study, space=Space.from_dict(space), metrics=LOSS, executor=InProcessExecutor(objective, 2),
+          scheduler=make_scheduler(None, "loss", "minimize"), trial_root=tmp_path, trials=9).run()
+    assert sorted(runs) == [1, 2]
+    trials = complete(study)
+    assert len(trials) == 9
+    assert any(t.user_attrs.get(DUPLICATE_OF) == 0 and t.number < 6 for t in trials)  # waited for trial 0
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
 def test_a_pruned_config_is_not_proposed_again_while_others_remain(tmp_path: Path) -> None:
     from tunelab.errors import TrialPruned
 
