@@ -164,7 +164,7 @@ class TrialSeededSampler(BaseSampler):
                 config[name] = param.value
                 continue
             distribution = self._space.distributions({name: None})[name]
-            if name in relative:  # the inner sampler's relative space holds this same distribution
+            if name in relative and relative_space.get(name) == distribution:
                 config[name] = relative[name]
             else:
                 config[name] = inner.sample_independent(study, trial, name, distribution)
