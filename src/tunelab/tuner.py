@@ -3,7 +3,12 @@
 The tuner is the only place that touches both the search (sampler, scheduler) and the
 executor, and the only writer of trial results. Every result is written to storage before it
 is acted on, so killing the driver at any moment loses nothing: the next run marks trials
-that were running as ``failed: interrupted`` and queues their configs again, once.
+that were running as ``failed: interrupted`` and queues their configs again, once (a queued
+trial taken by a driver that died before starting it goes back to the queue as it was).
+
+A config that repeats a complete trial's is not run: the trial records the earlier result
+(``duplicate_of``). Directories read from storage are used only inside the trial root, and
+Optuna's private API is reached only through ``tunelab._optuna``.
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from tunelab import _optuna
 from tunelab.callbacks import CallbackList
+from tunelab.cma import pickled_state_keys
 from tunelab.driver import driver_alive, this_driver
 from tunelab.executors.base import TrialSpec
 from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
+from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
 from tunelab.schedulers.base import Decision
 from tunelab.space import Space
 from tunelab.study import REPORT_PREFIX, StudyView, stored_config, trial_dir_name, trial_info
@@ -34,6 +43,8 @@ if TYPE_CHECKING:
 FAILURE_CONSTRAINT = "tunelab_failure"
 #: A running trial with no driver recorded yet is left alone this long (another driver asked for it).
 _UNCLAIMED_GRACE_S = 60.0
+#: Repeated configs in a row after which a study with no trial budget stops (its space is used up).
+_MAX_REUSE_STREAK = 50
 #: Failures that do not use up the trial budget: the config runs again, or never ran.
 UNCOUNTED_FAILURES = frozenset({"interrupted", "cancelled"})
 
@@ -60,6 +71,7 @@ class _Live:
     record: TrialRecord
     slot: int
     trial_dir: Path
+    trial_id: int
     optuna_step: int = -1
     started: float = 0.0
 
@@ -81,9 +93,11 @@ class Tuner:
         keep_checkpoints: int = 3,
         on_progress: Callable[[Progress], None] | None = None,
         callbacks: Sequence[Any] = (),
+        storage: Any = None,
     ) -> None:
         self.study = study
-        self.storage = study._storage
+        self._opened = storage  # the storage the study was opened on (Optuna keeps it private)
+        self.storage = _optuna.storage_of(study, storage)
         self.space = space
         self.metrics = metrics
         self.executor = executor
@@ -107,6 +121,9 @@ class Tuner:
         self._stopping = False
         self._last_message = ""
         self._new_failures: list[str] = []
+        self._reuse_streak = 0  # proposals in a row that repeated a finished config
+        # Trials whose config repeats one this driver is running: they take its result when it ends.
+        self._twins: dict[int, list[tuple["optuna.trial.Trial", dict[str, Any]]]] = {}
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -114,6 +131,7 @@ class Tuner:
         self._started = time.monotonic()
         self._recover_interrupted()
         self._load_finished()
+        self._warn_pickled_state()
         if self.callbacks:
             self.callbacks.call("on_study_start", StudyView(self.study))
         try:
@@ -136,7 +154,7 @@ class Tuner:
     def _budget_left(self) -> bool:
         if self.trials is None:
             return True
-        if self.storage.get_n_trials(self.study._study_id) < self.trials:
+        if _optuna.n_trials(self.study, self._opened) < self.trials:
             return True  # fewer trials of any kind than the budget: no need to count
         return self._counted_trials() < self.trials
 
@@ -187,59 +205,88 @@ class Tuner:
             run["fixed"] = self.space.fixed
         if parent is not None:
             run["parent"] = parent
-        trial = self._ask(run)
+        trial, queued = _optuna.ask_with_run(self.study, run, self._opened)
         number = trial.number
         # Trial numbers come from the storage in order, so a number below the budget can never
         # exceed it; above, count: another driver may have taken the last of the budget.
         if self.trials is not None and number >= self.trials and self._counted_trials(below=number) >= self.trials:
-            self.storage.set_trial_user_attr(trial._trial_id, "failure", {
+            trial.set_user_attr("failure", {
                 "kind": "cancelled", "message": "the trial budget was used up by another driver"})
             self.study.tell(trial, state=TrialState.FAIL)
             return False
         config = self.space.sample(trial)
+        resampled = getattr(sampler, "resampled", lambda n: 0)(number)
+        if resampled:
+            trial.set_user_attr(RESAMPLED, resampled)
+        if not queued and self.space.searched and (self._reuse_duplicate(trial, config)
+                                                   or self._wait_for_twin(trial, config)):
+            self._reuse_streak += 1
+            if self.trials is None and self._reuse_streak >= _MAX_REUSE_STREAK:
+                # No trial budget to end it: a space whose every config is taken would loop here.
+                self._stopping = True
+                self._last_message = f"the last {_MAX_REUSE_STREAK} proposals all repeated configs already tried"
+                return False
+            return True
+        self._reuse_streak = 0
         trial_dir = self.trial_root / trial_dir_name(number)
         from_checkpoint = None
-        if parent is not None:
-            from_checkpoint = self.trial_root / trial_dir_name(parent) / "checkpoint"
+        if isinstance(parent, int) and not isinstance(parent, bool):  # a trial number, maybe read from storage
+            owned = self._owned_dir(str(self.trial_root / trial_dir_name(parent)), parent)
+            from_checkpoint = owned / "checkpoint" if owned is not None else None
         self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot))
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
-        self._live[number] = _Live(trial, record, slot, trial_dir, started=time.monotonic())
+        self._live[number] = _Live(trial, record, slot, trial_dir, _optuna.trial_id_of(trial, self.study, self.storage),
+                                   started=time.monotonic())
         self.callbacks.call("on_trial_start", number, config)
         return True
 
     def _workers(self) -> int:
         return int(getattr(self.executor, "workers", 1))
 
-    def _ask(self, run: Mapping[str, Any]) -> "optuna.trial.Trial":
-        """``study.ask()``, with the trial created already holding its ``run`` attribute.
+    def _reuse_duplicate(self, trial: "optuna.trial.Trial", config: Mapping[str, Any]) -> bool:
+        """A config equal to a complete trial's is not run again: the trial records the earlier
+        result (and ``duplicate_of``), uses up one trial of the budget and costs no run."""
+        names = list(self.space.searched)
+        earlier = completed_keys(self.study, names).get(config_key(config, names))
+        if earlier is None or earlier.number == trial.number or earlier.values is None:
+            return False
+        trial.set_user_attr(DUPLICATE_OF, earlier.number)
+        if earlier.user_attrs.get("metrics"):
+            trial.set_user_attr("metrics", earlier.user_attrs["metrics"])
+        for key, value in earlier.system_attrs.items():
+            if key.startswith("constraints:"):  # the same feasibility as the trial it repeats
+                _optuna.set_system_attr(trial, key, value)
+        self.study.tell(trial, list(earlier.values))
+        record = TrialRecord(trial.number, dict(config), State.COMPLETE)
+        self._finished.append(record)
+        self.scheduler.on_end(record)
+        self._counts[State.COMPLETE] += 1
+        self._last_message = f"trial {trial.number} repeats trial {earlier.number}: its result is reused"
+        return True
 
-        One storage write fewer per trial, and no moment in which another driver could see the
-        trial running with no driver recorded. Falls back to ask-then-write for a queued trial
-        or an Optuna without the internals used here.
-        """
-        import datetime as dt
+    def _wait_for_twin(self, trial: "optuna.trial.Trial", config: Mapping[str, Any]) -> bool:
+        """A config that repeats one running here (every other config taken) is not run twice:
+        the trial waits, with no run, and takes the running trial's result when it ends."""
+        names = list(self.space.searched)
+        wanted = config_key(config, names)
+        for number, live in self._live.items():
+            if config_key(live.record.config, names) == wanted:
+                self._twins.setdefault(number, []).append((trial, dict(config)))
+                self._last_message = f"trial {trial.number} repeats running trial {number}: it waits for its result"
+                return True
+        return False
 
-        import optuna
-        from optuna.trial import FrozenTrial, TrialState
+    def _resolve_twins(self, number: int) -> None:
+        """Trial ``number`` ended: its twins reuse its result, or (when it did not complete) are
+        cancelled, which does not use up the budget, so another config takes their place."""
+        from optuna.trial import TrialState
 
-        study = self.study
-        pop = getattr(study, "_pop_waiting_trial_id", None)
-        local = getattr(study, "_thread_local", None)
-        if pop is None or local is None:
-            trial = study.ask()
-            self.storage.set_trial_user_attr(trial._trial_id, "run", dict(run))
-            return trial
-        local.cached_all_trials = None  # what ask() does: sync with the storage once a trial
-        trial_id = pop()
-        if trial_id is not None:
-            self.storage.set_trial_user_attr(trial_id, "run", dict(run))
-            return optuna.Trial(study, trial_id)
-        template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, datetime_start=dt.datetime.now(),
-            datetime_complete=None, params={}, distributions={}, user_attrs={"run": dict(run)},
-            system_attrs={}, intermediate_values={}, trial_id=-1,
-        )
-        return optuna.Trial(study, self.storage.create_new_trial(study._study_id, template_trial=template))
+        for trial, config in self._twins.pop(number, []):
+            if self._reuse_duplicate(trial, config):
+                continue
+            trial.set_user_attr("failure", {"kind": "cancelled",
+                                            "message": f"it repeated trial {number}, which did not complete"})
+            self.study.tell(trial, state=TrialState.FAIL)
 
     def _has_waiting(self) -> bool:
         from optuna.trial import TrialState
@@ -258,7 +305,7 @@ class Tuner:
             self._on_end(live, event)
 
     def _on_result(self, live: _Live, event: Result) -> None:
-        tid = live.trial._trial_id
+        tid = live.trial_id
         index = len(live.record.history)
         self.storage.set_trial_system_attr(
             tid, f"{REPORT_PREFIX}{index}", {"s": event.step, "m": dict(event.metrics), "t": time.time()}
@@ -293,7 +340,7 @@ class Tuner:
                 values = [metrics[m.name] for m in self.metrics.objectives]
                 if not all(math.isfinite(v) for v in values):
                     state, kind, message = State.FAILED, "nan", "the objective value is not finite"
-        tid = live.trial._trial_id
+        tid = live.trial_id
         objective_names = {m.name for m in self.metrics.objectives}
         if metrics and (state != State.COMPLETE or set(metrics) - objective_names):
             self.storage.set_trial_user_attr(tid, "metrics", metrics)
@@ -333,6 +380,7 @@ class Tuner:
         self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
         if self.callbacks:
             self.callbacks.call("on_trial_end", trial_info(self.storage.get_trial(tid), self.metrics))
+        self._resolve_twins(event.trial_id)
 
     # ---- resume ----------------------------------------------------------------------------
 
@@ -342,23 +390,43 @@ class Tuner:
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             driver = (t.user_attrs.get("run") or {}).get("driver")
-            if driver is None and t.datetime_start is not None and _age_s(t.datetime_start) < _UNCLAIMED_GRACE_S:
+            claimers = _optuna.claimed_by(t)
+            taken_by_dead = bool(claimers) and all(driver_alive(c) is False for c in claimers)
+            if (driver is None and not taken_by_dead and t.datetime_start is not None
+                    and _age_s(t.datetime_start) < _UNCLAIMED_GRACE_S):
                 continue  # another driver has just asked for it and is about to record itself
             if driver_alive(driver) is not False:
                 continue  # its driver still runs (here or on another machine)
             if self.space.searched and not t.params:
-                # The driver died between creating the trial and choosing its config: it never ran.
-                self.storage.set_trial_user_attr(t._trial_id, "failure", {
-                    "kind": "cancelled", "message": "the driver stopped before this trial started"})
-                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                # The driver died between taking the trial and choosing its config: it never ran.
+                ended = _optuna.mark_ended(self.study, t, {"failure": {
+                    "kind": "cancelled", "message": "the driver stopped before this trial started"}},
+                    TrialState.FAIL, self.storage)
+                queued = _optuna.queued_params(t)
+                if ended and queued is not None:
+                    # A queued config (a retry, a scheduler's suggestion) goes back to the queue as
+                    # it was, so it still runs once.
+                    attrs = {k: v for k, v in t.user_attrs.items() if k not in ("run", "failure")}
+                    self.study.enqueue_trial(queued, user_attrs=attrs)
                 continue
-            self.storage.set_trial_user_attr(t._trial_id, "failure", {
-                "kind": "interrupted", "message": "the driver stopped while this trial ran"})
-            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if not _optuna.mark_ended(self.study, t, {"failure": {
+                    "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
+                    TrialState.FAIL, self.storage):
+                continue  # another driver starting now recovered it
             self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs)
 
     def _is_retry(self, trial: "optuna.trial.Trial") -> bool:
-        return "retry_of" in self.storage.get_trial_user_attrs(trial._trial_id)
+        return "retry_of" in trial.user_attrs
+
+    def _warn_pickled_state(self) -> None:
+        """Optuna's CMA-ES keeps pickled state in trial attributes; tunelab never loads it, and
+        says so when it finds some (someone could have written code there)."""
+        found = [(t.number, keys[0]) for t in self.study.get_trials(deepcopy=False)
+                 if (keys := pickled_state_keys(t))]
+        if found:
+            numbers = ", ".join(str(n) for n, _ in found[:5]) + (" ..." if len(found) > 5 else "")
+            warnings.warn(f"trials {numbers} hold pickled sampler state (e.g. `{found[0][1]}`); "
+                          "tunelab never loads it and rebuilds its CMA-ES state from the trials.", stacklevel=2)
 
     def _requeue(self, number: int, config: Mapping[str, Any], retried: bool) -> None:
         if retried:
@@ -379,7 +447,9 @@ class Tuner:
             self._best = best.values[0] if best.values else None
             sign = 1.0 if self.metrics.primary.goal == "maximize" else -1.0
             ranked = view.ranked_trials()
-            self._ranked = [(sign * t.values[0], t.number, t.trial_dir or "") for t in ranked][: self.keep_checkpoints]
+            self._ranked = [(sign * t.values[0], t.number, t.trial_dir or "") for t in ranked
+                            if t.trial_dir is None or self._owned_dir(t.trial_dir, t.number) is not None]
+            self._ranked = self._ranked[: self.keep_checkpoints]
 
     # ---- retention and shutdown -------------------------------------------------------------
 
@@ -399,9 +469,25 @@ class Tuner:
             dropped = [d for _, _, d in self._ranked[self.keep_checkpoints:]]
             self._ranked = self._ranked[: self.keep_checkpoints]
         for directory in dropped:
-            checkpoint = Path(directory) / "checkpoint"
-            if checkpoint.exists():
+            owned = self._owned_dir(directory) if directory else None
+            if owned is None:
+                continue
+            checkpoint = owned / "checkpoint"
+            if checkpoint.is_dir() and not checkpoint.is_symlink():
                 shutil.rmtree(checkpoint, ignore_errors=True)
+
+    def _owned_dir(self, directory: str, number: int | None = None) -> Path | None:
+        """``directory`` (read from storage) if it lies inside the trial root, else None with a
+        warning: a stored path must never make tunelab write or delete anywhere else."""
+        root = self.trial_root.resolve()
+        path = Path(directory)
+        resolved = (path if path.is_absolute() else root / path).resolve()
+        if resolved != root and root in resolved.parents:
+            return resolved
+        which = f"trial {number}" if number is not None else "a trial"
+        warnings.warn(f"{which} records the directory {directory}, outside the trial root {root}; "
+                      "tunelab leaves it alone.", stacklevel=2)
+        return None
 
     def _shutdown(self) -> None:
         try:

@@ -1,0 +1,100 @@
+"""Sampler options are validated before any work; per-trial seeds; the data-only CMA-ES."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunelab.errors import ConfigError
+from tunelab.samplers import make_sampler
+from tunelab.space import Space
+
+SPACE = Space.from_dict({"x": {"float": [0, 1]}, "k": {"int": [1, 4]}})
+
+
+def build(name: str, **options: object) -> object:
+    return make_sampler(name, space=SPACE, seed=0, workers=1, multi_objective=name == "nsga2", options=options)
+
+
+@pytest.mark.parametrize(("name", "option", "value"), [
+    ("tpe", "gamma", "x"),                # used only after the start-up trials
+    ("tpe", "n_startup_trials", "x"),
+    ("tpe", "prior_weight", "heavy"),
+    ("random", "seed_offset", 1),         # not an option at all
+    ("nsga2", "crossover", "x"),          # used only from the second generation
+    ("cmaes", "popsize", "big"),
+    ("cmaes", "sigma0", -1),
+])
+def test_a_bad_option_is_a_config_error_naming_it(name: str, option: str, value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        build(name, **{option: value})
+    assert err.value.field == f"search.{option}"
+
+
+def test_the_bad_option_is_named_among_good_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        build("tpe", n_startup_trials=5, gamma="x", n_ei_candidates=8)
+    assert err.value.field == "search.gamma" and "'x'" in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("tpe", {"n_startup_trials": 5, "n_ei_candidates": 8}),
+    ("nsga2", {"population_size": 10, "mutation_prob": 0.1}),
+    ("cmaes", {"popsize": 6, "n_startup_trials": 2}),
+    ("qmc", {"qmc_type": "halton"}),
+])
+def test_good_options_pass(name: str, options: dict[str, object]) -> None:
+    build(name, **options)
+
+
+def test_derived_seeds_depend_on_seed_and_trial_number_only() -> None:
+    from tunelab.proposals import derive_seed
+
+    assert derive_seed(1, 5) == derive_seed(1, 5) != derive_seed(2, 5)
+    assert len({derive_seed(s, n, a) for s in range(3) for n in range(50) for a in range(3)}) == 450
+
+
+def test_config_key_compares_values_after_rounding_not_types() -> None:
+    from tunelab.proposals import config_key
+
+    names = ["a", "b"]
+    assert config_key({"a": 0.1 + 0.2, "b": 3}, names) == config_key({"a": 0.3, "b": 3.0}, names)
+    assert config_key({"a": True, "b": 1}, names) != config_key({"a": 1, "b": 1}, names)
+    assert config_key({"a": 0.3, "b": "x"}, names) != config_key({"a": 0.3, "b": "y"}, names)
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (open, (self.marker, "w"))  # unpickling creates the marker file
+
+
+def test_tune_with_cmaes_runs_no_code_planted_in_storage(tmp_path, monkeypatch) -> None:
+    import pickle
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    import tunelab
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "code_ran"
+    journal = str(tmp_path / "study.journal")
+
+    def loss(config, reporter):
+        return {"loss": (config["x"] - 0.3) ** 2}
+
+    kwargs = dict(metrics=[{"name": "loss", "goal": "minimize"}], sampler="cmaes", seed=0, backend="inprocess",
+                  storage=journal, study_name="cma")
+    tunelab.tune(loss, {"x": {"float": [0, 1]}}, trials=3, **kwargs)
+    # Anyone with write access to the storage adds a trial carrying a pickled "optimizer".
+    study = optuna.load_study(study_name="cma", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(journal)))
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5}, distributions={"x": FloatDistribution(0.0, 1.0)}, value=0.04,
+        system_attrs={"cma:optimizer:0": pickle.dumps(_Payload(str(marker))).hex(), "cma:generation": 0}))
+    with pytest.warns(UserWarning, match="pickled sampler state"):
+        view = tunelab.tune(loss, {"x": {"float": [0, 1]}}, trials=12, **kwargs)
+    assert not marker.exists()
+    assert len([t for t in view.trials() if t.state.value == "complete"]) == 12
