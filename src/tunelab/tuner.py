@@ -359,9 +359,11 @@ class Tuner:
             self.storage.set_trial_system_attr(tid, f"constraints:{FAILURE_CONSTRAINT}", 1.0)
             self.study.tell(live.trial, state=TrialState.PRUNED)
         else:
+            if kind == "interrupted":
+                # Queued before the trial is told: a kill between the two writes leaves a running
+                # trial that the next start recovers (and does not queue twice), never a lost retry.
+                self._requeue(live.record.trial_id, live.record.config, retried=self._is_retry(live.trial))
             self.study.tell(live.trial, state=TrialState.FAIL)
-        if kind == "interrupted":
-            self._requeue(live.record.trial_id, live.record.config, retried=self._is_retry(live.trial))
         record = replace(live.record, state=state, failure_kind=kind)
         self._finished.append(record)
         self.scheduler.on_end(record)
@@ -409,11 +411,12 @@ class Tuner:
                     attrs = {k: v for k, v in t.user_attrs.items() if k not in ("run", "failure")}
                     self.study.enqueue_trial(queued, user_attrs=attrs)
                 continue
-            if not _optuna.mark_ended(self.study, t, {"failure": {
-                    "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
-                    TrialState.FAIL, self.storage):
-                continue  # another driver starting now recovered it
+            # The retry is queued before the trial is marked: a kill between the two writes is
+            # recovered by the next start, which finds the retry already queued.
             self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs)
+            _optuna.mark_ended(self.study, t, {"failure": {
+                "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
+                TrialState.FAIL, self.storage)
 
     def _is_retry(self, trial: "optuna.trial.Trial") -> bool:
         return "retry_of" in trial.user_attrs
@@ -431,6 +434,8 @@ class Tuner:
     def _requeue(self, number: int, config: Mapping[str, Any], retried: bool) -> None:
         if retried:
             return  # a config is re-queued once; a second interruption is final
+        if any(t.user_attrs.get("retry_of") == number for t in self.study.get_trials(deepcopy=False)):
+            return  # queued already (by a driver killed before it marked the trial, or by another one)
         params = {k: v for k, v in config.items() if k in self.space.searched}
         self.study.enqueue_trial(params, user_attrs={"retry_of": number})
 

@@ -323,3 +323,44 @@ def test_a_driver_killed_between_taking_a_retry_and_recording_itself_loses_nothi
     retries = [t for t in complete(study) if t.user_attrs.get("retry_of") == 0]
     assert len(retries) == 1 and retries[0].params == {"x": 0.25, "y": 0.75}
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def _running_trial_of_a_dead_driver(study: optuna.Study, tmp_path: Path) -> int:
+    """A trial that ran with config (0.25, 0.75) under a driver that was killed."""
+    dead = f"{socket.gethostname()}:{os.getpid()}:1"  # this host, a start time not ours
+    study.enqueue_trial({"x": 0.25, "y": 0.75})
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    trial.suggest_float("y", 0.0, 1.0)
+    trial.set_user_attr("run", {"slot": 0, "root": str(tmp_path / "runs"), "driver": dead})
+    return trial.number
+
+
+@pytest.mark.parametrize("killed_in", ["_requeue", "mark_ended"])
+def test_a_driver_killed_while_recovering_an_interrupted_trial_loses_and_doubles_no_retry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed_in: str) -> None:
+    """Recovery writes two things (the retry, the trial's end); a kill after either one still
+    gives exactly one retry (found by the reliability suite: marking first lost the retry)."""
+    from tunelab import _optuna
+
+    class Killed(BaseException):
+        pass
+
+    storage = journal(tmp_path)
+    number = _running_trial_of_a_dead_driver(open_study(storage, PLANE), tmp_path)
+    target = (Tuner, "_requeue") if killed_in == "_requeue" else (_optuna, "mark_ended")
+    original = getattr(*target)
+    if killed_in == "_requeue":
+        def killed(self: Any, *args: Any, **kwargs: Any) -> None:
+            raise Killed()
+    else:
+        def killed(*args: Any, **kwargs: Any) -> bool:
+            raise Killed()
+    monkeypatch.setattr(*target, killed)
+    with pytest.raises(Killed):
+        run_tuner(storage, PLANE, 3, tmp_path / "runs")
+    monkeypatch.setattr(*target, original)
+    study = run_tuner(storage, PLANE, 3, tmp_path / "runs")
+    retries = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("retry_of") == number]
+    assert [(t.state, t.params) for t in retries] == [(TrialState.COMPLETE, {"x": 0.25, "y": 0.75})]
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
