@@ -45,6 +45,7 @@ def add_parsers(subparsers: Any) -> None:
 def status_payload(study: Any) -> dict[str, Any]:
     """What ``tunelab status`` says, as plain values."""
     from tunelab.failures import failure_groups
+    from tunelab.proposals import duplicates_avoided
 
     trials = study.trials()
     states = collections.Counter(t.state.value for t in trials)
@@ -57,6 +58,7 @@ def status_payload(study: Any) -> dict[str, Any]:
         "best": [{"trial": b.number, "metrics": {m.name: b.metrics.get(m.name) for m in study.metrics.objectives}}
                  for b in best_trials],
         "compute_s": round(sum(t.duration or 0.0 for t in trials), 3),
+        "duplicates_avoided": duplicates_avoided(study.optuna_study.get_trials(deepcopy=False)),
     }
 
 
@@ -80,6 +82,8 @@ def status(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{name} {fmt(value)}" for name, value in b["metrics"].items())
         print(f"  best     trial {b['trial']}: {shown}")
     print(f"  compute  {payload['compute_s']:.1f} s of trial time")
+    if payload["duplicates_avoided"]:
+        print(f"  repeats  {payload['duplicates_avoided']} proposed config(s) already tried were not run again")
     if failures:
         print("failures by kind (the latest of each):")
         width = max(len(g["kind"]) for g in failures)

@@ -182,3 +182,14 @@ def test_dashboard_gets_the_storage_url(storage: str, tmp_path: Path) -> None:
     assert dashboard_storage(storage) == storage  # a journal file: optuna-dashboard opens the path itself
     assert dashboard_storage(f"sqlite:///{tmp_path}/s.db") == f"sqlite:///{tmp_path}/s.db"
     assert dashboard_storage("postgresql://u@h/db?pool_size=4").startswith("postgresql+psycopg")
+
+
+def test_status_counts_the_repeated_configs_it_did_not_run(tmp_path: Path, capsys) -> None:
+    path = str(tmp_path / "d.journal")
+    tunelab.tune(lambda c, r: {"loss": float(c["x"])}, {"x": {"choice": [0, 1, 2]}},
+                 metrics=[{"name": "loss", "goal": "minimize"}], trials=6, seed=0, backend="inprocess",
+                 storage=path, study_name="small", progress=False)
+    code, out, _ = cli(capsys, "status", "--storage", path, "--study", "small", "--format", "json")
+    assert code == 0 and json.loads(out)["duplicates_avoided"] >= 3  # 6 trials over 3 configs
+    _, out, _ = cli(capsys, "status", "--storage", path, "--study", "small")
+    assert "were not run again" in out
