@@ -87,7 +87,7 @@ def test_infinite_float_bound(tmp_path: Path) -> None:
 @pytest.mark.parametrize("function", ["../obj:train", "/abs/obj:train", "obj.py:train", "obj:1x", "a..b:fn"])
 def test_function_reference_must_be_a_dotted_name(tmp_path: Path, function: str) -> None:
     exc = refused(tmp_path, edit('"mod:fn"', f'"{function}"'), "objective.function")
-    assert "package.module:function" in exc.problem
+    assert "package.module:function" in exc.problem or "not a module" in exc.problem
 
 
 def test_function_module_that_fails_to_import(tmp_path: Path) -> None:
@@ -215,3 +215,28 @@ def test_scheduler_checked_when_loading(tmp_path: Path) -> None:
 def test_good_config_still_parses(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD))
     assert cfg.budget.time_s == 3600 and cfg.execution.workers == 2 and math.isfinite(cfg.budget.time_s)
+
+
+# ---- the command objective's template (validated before any trial) ------------------------------
+
+
+@pytest.mark.parametrize(("arg", "problem"), [
+    ("{y}", "set only when"), ("{x", "not a valid template"), ("{x!z}", "not a valid template"),
+    ("{x:zz}", "not a valid template"), ("x}", "not a valid template"), ("{nope}", "not a parameter"),
+])
+def test_command_template_refused_before_trials(arg: str, problem: str) -> None:
+    from tunelab.objectives.command import CommandObjective
+
+    objective = CommandObjective(["python", "train.py", arg], [{"name": "loss", "regex": "loss=([0-9.]+)"}])
+    space = Space.from_dict({"x": {"float": [0.0, 1.0]}, "c": ["a", "b"], "y": {"float": [0.0, 1.0], "when": {"c": "a"}}})
+    with pytest.raises(ConfigError) as err:
+        objective.validate(space, LOSS)
+    assert err.value.field == "objective.command" and problem in err.value.problem, str(err.value)
+
+
+def test_command_template_with_unconditional_parameters_passes() -> None:
+    from tunelab.objectives.command import CommandObjective
+
+    objective = CommandObjective(["python", "train.py", "--x={x:>8}", "{c}", "{{literal}}", "{trial_dir}"],
+                                 [{"name": "loss", "regex": "loss=([0-9.]+)"}])
+    objective.validate(Space.from_dict({"x": {"float": [0.0, 1.0]}, "c": ["a", "b"]}), LOSS)
