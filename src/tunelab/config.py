@@ -288,12 +288,48 @@ def build_objective(raw: Any, base_dir: Path) -> Any:
     if kind == "command":
         from tunelab.objectives.command import CommandObjective
 
+        _check_command_types(raw)
         return CommandObjective.from_config(raw, base_dir)
     if kind == "text_classification":
         from tunelab.objectives.text_classification import TextClassification
 
         return TextClassification.from_config(raw, base_dir=base_dir)
     raise ConfigError("objective.type", f"is {kind!r}.", f"use one of {list(OBJECTIVE_TYPES)}.")
+
+
+def _check_command_types(raw: Mapping[str, Any]) -> None:
+    """The YAML types of a command objective's options, before the objective reads them."""
+    import shlex
+
+    command = raw.get("command")
+    if isinstance(command, str):
+        try:
+            command = shlex.split(command)
+        except ValueError as exc:
+            raise ConfigError("objective.command", f"cannot be split into arguments ({exc}).",
+                              "close the quotes, or give a list of arguments.") from None
+    if command is not None and not (
+            isinstance(command, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
+                                              and "\x00" not in str(a) for a in command)):
+        raise ConfigError("objective.command", f"is {shown(command)}, but must be a list of arguments.",
+                          'write e.g. `["python", "train.py", "--lr", "{learning_rate}"]`.')
+    metrics = raw.get("metrics")
+    if metrics is not None and not (isinstance(metrics, list) and all(
+            isinstance(m, Mapping) and isinstance(m.get("name"), str) and isinstance(m.get("regex"), str)
+            for m in metrics)):
+        raise ConfigError("objective.metrics", f"is {shown(metrics)}, but must list `{{name, regex}}` mappings.",
+                          "write e.g. `metrics: [{name: f1, regex: 'f1 = ([0-9.]+)'}]`.")
+    for key in ("step_regex", "cwd"):
+        if raw.get(key) is not None and (not isinstance(raw[key], str) or "\x00" in raw[key]):
+            raise ConfigError(f"objective.{key}", f"is {shown(raw[key])}, but must be a string.",
+                              "write e.g. `step_regex: 'epoch ([0-9]+)'`" if key == "step_regex" else
+                              "write e.g. `cwd: ./train`.")
+    env = raw.get("env")
+    if env is not None and not (isinstance(env, Mapping) and all(
+            isinstance(k, str) and isinstance(v, (str, int, float)) and "\x00" not in f"{k}{v}" and "=" not in k
+            for k, v in env.items())):
+        raise ConfigError("objective.env", f"is {shown(env)}, but must map variable names to values.",
+                          "write e.g. `env: {OMP_NUM_THREADS: 1}`.")
 
 
 def parse_search(raw: Any, metrics: MetricSet) -> Search:

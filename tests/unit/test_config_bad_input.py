@@ -240,3 +240,25 @@ def test_command_template_with_unconditional_parameters_passes() -> None:
     objective = CommandObjective(["python", "train.py", "--x={x:>8}", "{c}", "{{literal}}", "{trial_dir}"],
                                  [{"name": "loss", "regex": "loss=([0-9.]+)"}])
     objective.validate(Space.from_dict({"x": {"float": [0.0, 1.0]}, "c": ["a", "b"]}), LOSS)
+
+
+# ---- the text_classification objective's options -------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value", "field"), [
+    ("max_length", float("nan"), "objective.max_length"), ("max_length", "r", "objective.max_length"),
+    ("max_length", [1], "objective.max_length"), ("defaults", "x", "objective.defaults"),
+    ("defaults", 1e-9, "objective.defaults"), ("per_device_eval_batch_size", True, "objective.per_device_eval_batch_size"),
+    ("num_train_epochs", 10**400, "objective.num_train_epochs"), ("num_train_epochs", 1e9, "objective.num_train_epochs"),
+    ("batch_size", 10**9, "objective.batch_size"), ("device", "cudaX", "objective.device"),
+    ("cache_dir", 3, "objective.cache_dir"), ("lr_scheduler_type", ["linear"], "objective.lr_scheduler_type"),
+])
+def test_text_classification_options(tmp_path: Path, key: str, value: object, field: str) -> None:
+    from tunelab.objectives.text_classification import TextClassification
+
+    (tmp_path / "train.csv").write_text("text,label\na,0\n")
+    raw = {"type": "text_classification", "model": "org/model", "data": {"train": "train.csv", "validation_split": 0.5},
+           key: value}
+    with pytest.raises(ConfigError) as err:
+        TextClassification.from_config(raw, base_dir=tmp_path)
+    assert err.value.field == field, str(err.value)

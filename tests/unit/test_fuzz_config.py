@@ -68,11 +68,16 @@ PATHS = [
     ("budget",), ("execution",), ("execution", "backend"), ("execution", "trial_dir"), ("execution", "gpus"),
     ("execution", "address"), ("scheduler",), ("scheduler", "type"), ("tracking",), ("tracking", "mlflow"),
     ("storage",), ("unknown_key",), ("budget", "unknown"), ("execution", "unknown"),
+    # the command objective (when drawn): its template, regexes and options
+    ("objective", "command"), ("objective", "command", 3), ("objective", "command", 0), ("objective", "metrics"),
+    ("objective", "metrics", 0), ("objective", "metrics", 0, "regex"), ("objective", "metrics", 0, "name"),
+    ("objective", "step_regex"), ("objective", "env"), ("objective", "cwd"),
 ]
 SPECIAL = [
     None, True, False, 0, -1, 1, 2, 0.5, -0.0, NAN, INF, -INF, 10**30, 2**63, 1e30, 1e308, 1000000000, 4097,
     "", " ", "x", "nan", ".nan", "inf", "-1", "1e400", "1e-5", "1h-5m", "0s", "1h30m", "999999999999999999d",
-    "..", "../x", "/abs/path", "a:b", "../obj:train", ":", "mod:", "os:system", "\x00", "ü", "{x}",
+    "..", "../x", "/abs/path", "a:b", "../obj:train", ":", "mod:", "os:system", "\x00", "ü", "{x}", "{y}", "{x",
+    "}", "{x!z}", "{x:zz}", "{0}", "{}", "(", "([0-9.]+)", "(?P<x", "x*+", "{c:>4}",
     [], {}, [[]], [None], [1, 2, 3], [0, INF], [NAN, 1], [True, False], ["a", "a"], {"a": 1}, {"type": 1},
     {"float": [0, 1]}, {"choice": []},
 ]
@@ -295,3 +300,50 @@ def test_fuzzed_space(kind: str, spec: Any, option: Any, key: str | None) -> Non
             space.grid_size()
         except ConfigError as exc:
             assert_one_line_naming_a_field(exc)
+
+
+# ---- the text_classification objective's options and the settings a space may tune ----------------
+
+TC_BASE: dict[str, Any] = {
+    "type": "text_classification", "model": "org/model",
+    "data": {"train": "train.csv", "validation": "dev.csv", "text": "text", "label": "label"},
+    "max_length": 64, "num_train_epochs": 1, "eval_steps": 5, "per_device_eval_batch_size": 8,
+    "defaults": {"weight_decay": 0.0}, "device": "cpu",
+}
+TC_SPACE: dict[str, Any] = {"learning_rate": {"float": [1e-5, 1e-3], "log": True}, "batch_size": {"choice": [8, 16]},
+                            "max_length": {"choice": [32, 64]}, "seed": 1, "warmup_ratio": {"float": [0.0, 0.2]}}
+TC_PATHS = [
+    ("model",), ("model_kwargs",), ("data",), ("data", "train"), ("data", "text"), ("data", "validation_split"),
+    ("data", "max_train_samples"), ("data", "format"), ("data", "nope"), ("max_length",), ("eval_steps",),
+    ("evals_per_epoch",), ("per_device_eval_batch_size",), ("cache_dir",), ("device",), ("freeze_embeddings",),
+    ("fast_path",), ("defaults",), ("defaults", "learning_rate"), ("defaults", "seed"), ("learning_rate",),
+    ("batch_size",), ("num_train_epochs",), ("gradient_accumulation_steps",), ("lr_scheduler_type",),
+    ("fault_injection",), ("nope",), (1,),
+]
+TC_SPACE_PATHS = [("learning_rate", "float", 1), ("learning_rate",), ("batch_size", "choice", 0), ("batch_size",),
+                  ("max_length", "choice", 1), ("seed",), ("warmup_ratio", "float", 1), ("num_train_epochs",),
+                  ("per_device_train_batch_size",), ("lr_scheduler_type",), ("nope",)]
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(TC_PATHS + [("space", *p) for p in TC_SPACE_PATHS]), JUNK),
+                min_size=1, max_size=3))
+def test_fuzzed_text_classification(study_dir: Path, changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+    from tunelab.objectives.text_classification import TextClassification
+
+    (study_dir / "train.csv").write_text("text,label\na b,0\nc d,1\n")
+    (study_dir / "dev.csv").write_text("text,label\na b,0\nc d,1\n")
+    raw, space_raw = copy.deepcopy(TC_BASE), copy.deepcopy(TC_SPACE)
+    for path, value in changes:
+        if path[0] == "space":
+            _set(space_raw, path[1:], value)
+        else:
+            _set(raw, path, value)
+    try:
+        objective = TextClassification.from_config(raw, base_dir=study_dir)
+        objective.validate(Space.from_dict(space_raw), MetricSet.parse([{"name": "loss", "goal": "minimize"}]))
+    except ConfigError as exc:
+        assert_one_line_naming_a_field(exc)
+        return
+    for name, value in objective.defaults.items():
+        assert not _nonsense(value), f"{name} = {value!r} was accepted"
