@@ -222,7 +222,24 @@ def load_config(path: str | Path) -> StudyConfig:
     raw = load_yaml(path)
     if not isinstance(raw, Mapping):
         raise ConfigError(str(path), "must hold a mapping with the study's fields.", f"use the fields {list(TOP_KEYS)}.")
+    _refuse_nul(raw, "")
     return parse_config(raw, base_dir=path.resolve().parent, default_name=path.stem)
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """A NUL character (YAML's "\\0") cannot be in a path, an argument or a name: refuse it anywhere."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(where or "(top)", f"holds a NUL character: {shown(value)}.", "remove the `\\0`.")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            key_text = str(key).replace("\x00", "\\0")
+            name = f"{where}.{key_text}" if where else key_text
+            _refuse_nul(key, name)
+            _refuse_nul(item, name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{i}]")
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = "study") -> StudyConfig:

@@ -262,3 +262,20 @@ def test_text_classification_options(tmp_path: Path, key: str, value: object, fi
     with pytest.raises(ConfigError) as err:
         TextClassification.from_config(raw, base_dir=tmp_path)
     assert err.value.field == field, str(err.value)
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ('tracking: {mlflow: "\\0"}\n', "tracking.mlflow"), ('storage: "a\\0b"\n', "storage"),
+    ('search: {sampler: "tpe\\0"}\n', "search.sampler"),
+])
+def test_nul_characters_are_refused(tmp_path: Path, extra: str, field: str) -> None:
+    from tunelab.tracking import parse_tracking
+
+    def load_and_check(path: Path) -> None:
+        cfg = load_config(path)
+        parse_tracking(cfg.tracking, base_dir=cfg.base_dir, study_name=cfg.name)
+
+    path = write(tmp_path, GOOD + extra)
+    with pytest.raises(ConfigError) as err:
+        load_and_check(path)
+    assert err.value.field == field and "\x00" not in str(err.value), str(err.value)
