@@ -403,7 +403,7 @@ def parse_execution(raw: Any) -> Execution:
                           f"to {MAX_GPUS_PER_TRIAL}.", "use 0 (CPU), 0.5 (two trials per GPU), 1, 2, ...")
     cpus = raw.get("cpus_per_trial")
     gpus = raw.get("gpus")
-    if gpus is not None and (not isinstance(gpus, list) or not 0 < len(gpus) <= 1024
+    if gpus is not None and (not isinstance(gpus, list) or len(gpus) > 1024
                              or not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 1024 for g in gpus)
                              or len(set(gpus)) != len(gpus)):
         raise ConfigError("execution.gpus", f"is {shown(gpus)}, but must be a list of distinct GPU indices.",
