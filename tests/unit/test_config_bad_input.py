@@ -279,3 +279,16 @@ def test_nul_characters_are_refused(tmp_path: Path, extra: str, field: str) -> N
     with pytest.raises(ConfigError) as err:
         load_and_check(path)
     assert err.value.field == field and "\x00" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({1: 2, "train": "train.csv"}, "objective.data.1"), ({"train": ["x"], "validation_split": 0.5}, "objective.data.train"),
+    ({"train": "a\x00b", "validation_split": 0.5}, "objective.data.train"),
+])
+def test_text_classification_data_types(tmp_path: Path, data: dict, field: str) -> None:
+    from tunelab.objectives.text_classification import TextClassification
+
+    with pytest.raises(ConfigError) as err:
+        TextClassification.from_config({"type": "text_classification", "model": "org/model", "data": data},
+                                       base_dir=tmp_path)
+    assert err.value.field == field, str(err.value)

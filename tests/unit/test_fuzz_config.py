@@ -318,7 +318,7 @@ TC_SPACE: dict[str, Any] = {"learning_rate": {"float": [1e-5, 1e-3], "log": True
                             "max_length": {"choice": [32, 64]}, "seed": 1, "warmup_ratio": {"float": [0.0, 0.2]}}
 TC_PATHS = [
     ("model",), ("model_kwargs",), ("data",), ("data", "train"), ("data", "text"), ("data", "validation_split"),
-    ("data", "max_train_samples"), ("data", "format"), ("data", "nope"), ("max_length",), ("eval_steps",),
+    ("data", "max_train_samples"), ("data", "format"), ("data", "nope"), ("data", 1), ("max_length",), ("eval_steps",),
     ("evals_per_epoch",), ("per_device_eval_batch_size",), ("cache_dir",), ("device",), ("freeze_embeddings",),
     ("fast_path",), ("defaults",), ("defaults", "learning_rate"), ("defaults", "seed"), ("learning_rate",),
     ("batch_size",), ("num_train_epochs",), ("gradient_accumulation_steps",), ("lr_scheduler_type",),

@@ -145,7 +145,16 @@ class TextClassification:
         options.pop("type", None)
         options["defaults"] = defaults
         options["model"] = _model_option(options["model"], f"{field}.model", base_dir)
-        options["data"] = DataSpec.from_config(options["data"], f"{field}.data", base_dir)
+        data = options["data"]
+        if isinstance(data, Mapping):  # the YAML types, before DataSpec reads them
+            for key, value in data.items():
+                if not isinstance(key, str):
+                    raise ConfigError(f"{field}.data.{key}", "is not a data setting.", "use names like `train`.")
+                if key in ("train", "validation", "test") and value is not None and not (
+                        isinstance(value, (str, Path)) and str(value).strip() and "\x00" not in str(value)):
+                    raise ConfigError(f"{field}.data.{key}", f"is {shown(value)}, but must be a file path.",
+                                      f"write e.g. `{key}: {key}.csv`.")
+        options["data"] = DataSpec.from_config(data, f"{field}.data", base_dir)
         if options.get("cache_dir") is not None:
             if not isinstance(options["cache_dir"], str) or not options["cache_dir"].strip() or "\x00" in options["cache_dir"]:
                 raise ConfigError(f"{field}.cache_dir", f"is {shown(options['cache_dir'])}, but must be a directory.",
