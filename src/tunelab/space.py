@@ -374,19 +374,24 @@ def _sampling_order(params: Mapping[str, Param]) -> list[str]:
             if other == name:
                 raise ConfigError(f"space.{name}.when", "refers to the parameter itself.")
     order: list[str] = []
+    done: set[str] = set()
     visiting: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in order:
-            return
-        if name in visiting:
-            raise ConfigError(f"space.{name}.when", "conditions form a cycle.", "make the conditions one-directional.")
-        visiting.add(name)
-        for other in getattr(params[name], "when", None) or {}:
-            visit(other)
-        visiting.discard(name)
-        order.append(name)
-
-    for name in params:
-        visit(name)
+    for root in params:  # a depth-first post-order, without recursion: chains of conditions can be long
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            name, finished = stack.pop()
+            if finished:
+                visiting.discard(name)
+                if name not in done:
+                    done.add(name)
+                    order.append(name)
+                continue
+            if name in done:
+                continue
+            if name in visiting:
+                raise ConfigError(f"space.{name}.when", "conditions form a cycle.",
+                                  "make the conditions one-directional.")
+            visiting.add(name)
+            stack.append((name, True))
+            stack.extend((other, False) for other in reversed(list(getattr(params[name], "when", None) or {})))
     return order

@@ -292,3 +292,11 @@ def test_text_classification_data_types(tmp_path: Path, data: dict, field: str) 
         TextClassification.from_config({"type": "text_classification", "model": "org/model", "data": data},
                                        base_dir=tmp_path)
     assert err.value.field == field, str(err.value)
+
+
+def test_a_long_chain_of_conditions_parses() -> None:
+    """Written last-first, 5,000 conditions in a chain once exhausted the recursion limit."""
+    raw: dict = {f"p{i}": {"choice": ["a", "b"], "when": {f"p{i - 1}": "a"}} for i in range(4999, 0, -1)}
+    raw["p0"] = ["a", "b"]
+    space = Space.from_dict(raw)
+    assert space.order[:3] == ["p0", "p1", "p2"] and len(space.order) == 5000
