@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 
 class TunelabError(Exception):
     """Base class of tunelab's own errors."""
@@ -14,13 +17,31 @@ class ConfigError(TunelabError):
     """
 
     def __init__(self, field: str, problem: str, fix: str | None = None) -> None:
-        self.field = field
-        self.problem = problem
-        self.fix = fix
+        # One line, whatever the caller put in (a YAML error, a value's repr): the CLI prints one.
+        self.field = _one_line(str(field), 200)
+        self.problem = _one_line(str(problem), 1000)
+        self.fix = _one_line(str(fix), 1000) if fix else fix
+        field, problem, fix = self.field, self.problem, self.fix
         text = f"{field}: {problem}" if field else problem
         if fix:
             text += f" Fix: {fix}"
         super().__init__(text)
+
+
+def shown(value: Any) -> str:
+    """A short repr of a user's value for an error message (a huge list or number stays short)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlong = r.maxstring = r.maxother = 60
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 8
+    r.maxlevel = 3
+    return r.repr(value)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class StudyNotFoundError(TunelabError):

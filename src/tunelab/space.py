@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, Union
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, shown
 
 if TYPE_CHECKING:
     import optuna
@@ -62,6 +62,8 @@ class Fixed:
 Param = Union[Float, Int, Choice, Fixed]
 
 _KIND_KEYS = ("float", "int", "choice", "fixed")
+MAX_INT = 2**53  # ints beyond this lose exactness in the samplers' float arithmetic
+MAX_GRID = 1_000_000  # points of a grid: the grid sampler holds them all in memory
 _OPTION_KEYS = {"float": {"log", "step", "when"}, "int": {"log", "step", "when"}, "choice": {"when"}, "fixed": set()}
 
 
@@ -180,21 +182,35 @@ class Space:
         return out
 
     def grid(self) -> dict[str, list[Any]]:
-        """Every value of every searched parameter, for grid search."""
+        """Every value of every searched parameter, for grid search (at most ``MAX_GRID`` points)."""
         grid: dict[str, list[Any]] = {}
+        total = 1
         for name, p in self.searched.items():
             if isinstance(p, Choice):
-                grid[name] = list(p.choices)
+                count = len(p.choices)
             elif isinstance(p, Int) and not p.log:
-                grid[name] = list(range(p.low, p.high + 1, p.step))
+                count = (p.high - p.low) // p.step + 1
             elif isinstance(p, Float) and p.step is not None:
-                n = int(round((p.high - p.low) / p.step))
-                grid[name] = [round(p.low + i * p.step, 12) for i in range(n + 1)]
+                count = int(round((p.high - p.low) / p.step)) + 1
             else:
                 raise ConfigError(
                     f"space.{name}", "grid search needs a finite set of values, but this parameter is continuous.",
                     "give it a `step`, turn it into `{choice: [...]}`, or use another sampler.",
                 )
+            total *= count
+            if count > MAX_GRID:
+                raise ConfigError(f"space.{name}", f"has {count:,} values, too many for a grid (at most "
+                                  f"{MAX_GRID:,}).", "give it a larger `step`, or use another sampler.")
+            if total > MAX_GRID:
+                raise ConfigError("space", f"the grid has more than {MAX_GRID:,} points.",
+                                  "use fewer values per parameter, or another sampler (e.g. `qmc` or `tpe`).")
+            if isinstance(p, Choice):
+                grid[name] = list(p.choices)
+            elif isinstance(p, Int):
+                grid[name] = list(range(p.low, p.high + 1, p.step))
+            else:
+                assert p.step is not None
+                grid[name] = [round(p.low + i * p.step, 12) for i in range(count)]
         return grid
 
     def grid_size(self) -> int:
@@ -230,19 +246,28 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _number(field_name: str, value: Any, want_int: bool) -> float | int:
+    """A finite number (ints within ``MAX_INT``); never a bool, NaN or infinity."""
     if isinstance(value, str):  # YAML 1.1 reads `1e-5` as a string
         try:
             value = float(value)
         except ValueError:
-            raise ConfigError(field_name, f"is {value!r}, which is not a number.") from None
+            raise ConfigError(field_name, f"is {shown(value)}, which is not a number.", "write e.g. `0.5`.") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(field_name, f"is {value!r}, which is not a number.")
+        raise ConfigError(field_name, f"is {shown(value)}, which is not a number.", "write e.g. `0.5`.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(field_name, f"is {value!r}, but must be a finite number.", "give a finite bound or step.")
     if want_int:
         if isinstance(value, float) and not value.is_integer():
             raise ConfigError(field_name, f"is {value!r}, but an int parameter needs whole numbers.",
                               "use `float:` for a real-valued parameter.")
-        return int(value)
-    return float(value)
+        value = int(value)
+        if abs(value) > MAX_INT:
+            raise ConfigError(field_name, f"is {shown(value)}, beyond +-2**53.", "use a smaller range.")
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(field_name, f"is {shown(value)}, too large for a number.", "use a smaller range.") from None
 
 
 def _parse(name: str, spec: Any) -> Param:
@@ -254,15 +279,16 @@ def _parse(name: str, spec: Any) -> Param:
     kinds = [k for k in _KIND_KEYS if k in spec]
     if len(kinds) != 1:
         raise ConfigError(
-            where, f"must have exactly one of {list(_KIND_KEYS)}, got keys {sorted(spec)}.",
+            where, f"must have exactly one of {list(_KIND_KEYS)}, got keys {shown(sorted(map(str, spec)))}.",
             "write e.g. `{float: [0.0, 1.0]}`, `{int: [1, 6]}`, `{choice: [16, 32]}` or `{fixed: 3}`.",
         )
     kind = kinds[0]
-    unknown = set(spec) - {kind} - _OPTION_KEYS[kind]
+    unknown = {str(k) for k in spec} - {kind} - _OPTION_KEYS[kind]
     if unknown:
-        raise ConfigError(where, f"unknown keys {sorted(unknown)} for a `{kind}` parameter.",
+        raise ConfigError(where, f"unknown keys {shown(sorted(unknown))} for a `{kind}` parameter.",
                           f"valid keys are {sorted({kind} | _OPTION_KEYS[kind])}.")
-    when = spec.get("when") or {}
+    when = spec.get("when")
+    when = {} if when is None else when
     if not isinstance(when, Mapping):
         raise ConfigError(f"{where}.when", "must map a parameter name to the value(s) that activate this one.",
                           "write e.g. `when: {optimizer: sgd}`.")
@@ -275,14 +301,14 @@ def _parse(name: str, spec: Any) -> Param:
         return Choice(choices, when)
     bounds = spec[kind]
     if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
-        raise ConfigError(f"{where}.{kind}", f"must be a list [low, high], got {bounds!r}.",
+        raise ConfigError(f"{where}.{kind}", f"must be a list [low, high], got {shown(bounds)}.",
                           f"write e.g. `{{{kind}: [1, 10]}}`.")
     want_int = kind == "int"
     low = _number(f"{where}.low", bounds[0], want_int)
     high = _number(f"{where}.high", bounds[1], want_int)
     log = spec.get("log", False)
     if not isinstance(log, bool):
-        raise ConfigError(f"{where}.log", f"must be true or false, got {log!r}.")
+        raise ConfigError(f"{where}.log", f"must be true or false, got {shown(log)}.", "write `log: true`.")
     step = spec.get("step")
     if step is not None:
         step = _number(f"{where}.step", step, want_int)
@@ -301,11 +327,21 @@ def _validate(name: str, p: Param) -> None:
         seen: list[Any] = []
         for c in p.choices:
             if c is not None and not isinstance(c, (bool, int, float, str)):
-                raise ConfigError(f"{where}.choice", f"holds {c!r}; choices must be numbers, strings, booleans or null.")
+                raise ConfigError(f"{where}.choice", f"holds {shown(c)}; choices must be numbers, strings, booleans "
+                                  "or null.", "write e.g. `{choice: [16, 32]}`.")
+            if isinstance(c, float) and not math.isfinite(c):
+                raise ConfigError(f"{where}.choice", f"holds {c!r}, but choices must be finite.", "remove it.")
             if any(_same_value(c, s) for s in seen):
                 raise ConfigError(f"{where}.choice", f"lists {c!r} twice.", "remove the duplicate.")
             seen.append(c)
         return
+    for end in ("low", "high"):  # also for values built in Python, which skip _parse
+        value = getattr(p, end)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where}.{end}", f"is {shown(value)}, but must be a finite number.",
+                              "give a finite bound.")
+    if not math.isfinite(p.high - p.low):
+        raise ConfigError(where, f"the range [{p.low}, {p.high}] is too wide to sample from.", "narrow it.")
     if not p.low < p.high:
         raise ConfigError(where, f"`low` is {p.low} but must be lower than `high` ({p.high}).",
                           "swap them, or use `{fixed: value}` for a constant.")
@@ -313,11 +349,16 @@ def _validate(name: str, p: Param) -> None:
         raise ConfigError(f"{where}.low", f"is {p.low}, but a log-scaled parameter needs `low > 0`.",
                           "raise `low` above zero or drop `log: true`.")
     if p.step is not None:
+        if isinstance(p.step, bool) or not isinstance(p.step, (int, float)) or not math.isfinite(p.step):
+            raise ConfigError(f"{where}.step", f"is {shown(p.step)}, but must be a finite number.", "write e.g. 0.1.")
         if p.step <= 0:
-            raise ConfigError(f"{where}.step", f"is {p.step}, but must be > 0.")
+            raise ConfigError(f"{where}.step", f"is {p.step}, but must be > 0.", "write e.g. 0.1.")
         if p.log and (isinstance(p, Float) or p.step != 1):
             raise ConfigError(f"{where}.step", "cannot be combined with `log: true`.", "drop one of them.")
         n = (p.high - p.low) / p.step
+        if not math.isfinite(n) or n > MAX_INT:
+            raise ConfigError(f"{where}.step", f"{p.step} is too small for the range [{p.low}, {p.high}].",
+                              "use a larger step, or none.")
         if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
             raise ConfigError(f"{where}.step", f"{p.step} does not divide high - low ({p.high} - {p.low}).",
                               "pick a `high` that is `low` plus a whole number of steps.")
@@ -333,19 +374,24 @@ def _sampling_order(params: Mapping[str, Param]) -> list[str]:
             if other == name:
                 raise ConfigError(f"space.{name}.when", "refers to the parameter itself.")
     order: list[str] = []
+    done: set[str] = set()
     visiting: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in order:
-            return
-        if name in visiting:
-            raise ConfigError(f"space.{name}.when", "conditions form a cycle.", "make the conditions one-directional.")
-        visiting.add(name)
-        for other in getattr(params[name], "when", None) or {}:
-            visit(other)
-        visiting.discard(name)
-        order.append(name)
-
-    for name in params:
-        visit(name)
+    for root in params:  # a depth-first post-order, without recursion: chains of conditions can be long
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            name, finished = stack.pop()
+            if finished:
+                visiting.discard(name)
+                if name not in done:
+                    done.add(name)
+                    order.append(name)
+                continue
+            if name in done:
+                continue
+            if name in visiting:
+                raise ConfigError(f"space.{name}.when", "conditions form a cycle.",
+                                  "make the conditions one-directional.")
+            visiting.add(name)
+            stack.append((name, True))
+            stack.extend((other, False) for other in reversed(list(getattr(params[name], "when", None) or {})))
     return order

@@ -11,30 +11,31 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, shown
 
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 ALIASES = {"batch_size": "per_device_train_batch_size"}
 
+MAX_BATCH = 2**16  # larger batches, epochs or lengths are typos; they would only exhaust memory or time
 # name -> (kind, low, high, low_open, high_open); None bounds mean unbounded.
 _RULES: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
     "learning_rate": ("float", 0.0, None, True, False),
-    "per_device_train_batch_size": ("int", 1, None, False, False),
+    "per_device_train_batch_size": ("int", 1, MAX_BATCH, False, False),
     "weight_decay": ("float", 0.0, None, False, False),
     "warmup_ratio": ("float", 0.0, 1.0, False, False),
-    "num_train_epochs": ("float", 0.0, None, True, False),
+    "num_train_epochs": ("float", 0.0, 10_000, True, False),
     "max_grad_norm": ("float", 0.0, None, False, False),
-    "gradient_accumulation_steps": ("int", 1, None, False, False),
+    "gradient_accumulation_steps": ("int", 1, MAX_BATCH, False, False),
     "lr_scheduler_type": ("str", None, None, False, False),
     "adam_beta1": ("float", 0.0, 1.0, False, True),
     "adam_beta2": ("float", 0.0, 1.0, False, True),
     "adam_epsilon": ("float", 0.0, None, True, False),
     "label_smoothing_factor": ("float", 0.0, 1.0, False, True),
-    "seed": ("int", 0, None, False, False),
+    "seed": ("int", 0, 2**32 - 1, False, False),
     "hidden_dropout_prob": ("float", 0.0, 1.0, False, True),
     "attention_probs_dropout_prob": ("float", 0.0, 1.0, False, True),
     "classifier_dropout": ("float", 0.0, 1.0, False, True),
-    "max_length": ("int", 2, None, False, False),
+    "max_length": ("int", 2, 2**20, False, False),
 }
 
 #: Every name a search space (or the objective's defaults) may set.
@@ -79,8 +80,9 @@ def coerce(name: str, value: Any, where: str) -> Any:
     """Check one setting's value and return it with its proper type (``32.0`` -> ``32``)."""
     kind, low, high, low_open, high_open = _RULES[canonical(name)]
     if kind == "str":
-        if value not in SCHEDULERS:
-            raise ConfigError(where, f"is {value!r}, but must be one of {list(SCHEDULERS)}.")
+        if not isinstance(value, str) or value not in SCHEDULERS:
+            raise ConfigError(where, f"is {shown(value)}, but must be one of {list(SCHEDULERS)}.",
+                              f"use e.g. `{SCHEDULERS[0]}`.")
         return value
     if value is None and canonical(name) in DROPOUTS:
         return None
@@ -89,8 +91,10 @@ def coerce(name: str, value: Any, where: str) -> Any:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(where, f"is {value!r}, which is not a finite number.")
+    huge = isinstance(value, int) and abs(value) > 2**53  # beyond every bound; float() of it could overflow
+    if huge or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(where, f"is {shown(value)}, which is not a finite number in range.",
+                          "give a number, e.g. 0.1.")
     if kind == "int":
         if float(value) != int(value):
             raise ConfigError(where, f"is {value!r}, but must be a whole number.",
@@ -110,7 +114,7 @@ def _check_bounds(value: float, low: float | None, high: float | None, low_open:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
         interval = f"{'(' if low_open else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise ConfigError(where, f"is {value!r}, but must lie in {interval}.")
+        raise ConfigError(where, f"is {value!r}, but must lie in {interval}.", "give a value in that range.")
 
 
 def unknown_setting(name: str, where: str) -> ConfigError:

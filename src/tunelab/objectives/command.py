@@ -75,10 +75,23 @@ class CommandObjective:
     def validate(self, space: Any, metrics: Any) -> None:
         known = set(space) | set(PLACEHOLDERS)
         for arg in self.command:
-            for _, name, _, _ in string.Formatter().parse(arg):
-                if name is not None and name not in known:
-                    raise ConfigError(f"{self.field}.command", f"uses `{{{name}}}`, which is not a parameter.",
-                                      f"use one of {sorted(known)}, or write `{{{{` for a literal brace.")
+            try:
+                names = [name for _, name, _, _ in string.Formatter().parse(arg) if name is not None]
+                unknown = [name for name in names if name not in known]
+                if not unknown:
+                    arg.format_map(dict.fromkeys(known, "0"))  # values are strings at run time too
+            except (ValueError, KeyError, IndexError, AttributeError) as exc:
+                raise ConfigError(f"{self.field}.command", f"`{arg}` is not a valid template ({exc}).",
+                                  "write `{name}` for a parameter, `{{` and `}}` for literal braces.") from None
+            if unknown:
+                raise ConfigError(f"{self.field}.command", f"uses `{{{unknown[0]}}}`, which is not a parameter.",
+                                  f"use one of {sorted(known)}, or write `{{{{` for a literal brace.")
+            for name in names:  # a conditional parameter is missing from the trials where it is inactive
+                when = getattr(getattr(space, "params", {}).get(name), "when", None)
+                if when:
+                    raise ConfigError(f"{self.field}.command", f"uses `{{{name}}}`, which is set only when "
+                                      f"{dict(when)}, so other trials could not fill the command.",
+                                      f"drop `{name}` from the command, or its `when` to make it unconditional.")
         missing = [m.name for m in metrics.objectives if m.name not in self.patterns]
         if missing:
             raise ConfigError(f"{self.field}.metrics", f"has no regex for the optimized metric `{missing[0]}`.",

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, shown
 
 if TYPE_CHECKING:
     from tunelab.worker import Reporter
+
+
+# `package.module:function` (or `module:Class.method`): dotted identifiers, never a path.
+_REFERENCE = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*:[^\W\d]\w*(\.[^\W\d]\w*)*")
 
 
 class FunctionObjective:
     """A reference ``module:function``, imported in whichever process runs the trial."""
 
     def __init__(self, reference: str, base_dir: Path | None = None, field: str = "objective.function") -> None:
-        if not isinstance(reference, str) or reference.count(":") != 1 or not all(reference.split(":")):
-            raise ConfigError(field, f"is {reference!r}, but must look like `package.module:function`.",
-                              "name the module and the function, separated by a colon.")
+        if not isinstance(reference, str) or not _REFERENCE.fullmatch(reference):
+            raise ConfigError(field, f"is {shown(reference)}, but must look like `package.module:function`.",
+                              "name the module (dotted, importable from the study's directory; not a file path) "
+                              "and the function, separated by a colon.")
+        if reference.split(":")[0].endswith(".py"):
+            raise ConfigError(field, f"is {reference!r}, which names a file, not a module.",
+                              f"write `{reference.split(':')[0][:-3]}:{reference.split(':')[1]}` (the module name).")
         self.reference = reference
         self.base_dir = str(base_dir) if base_dir is not None else None
         self.field = field
@@ -35,6 +44,9 @@ class FunctionObjective:
             except ImportError as exc:
                 raise ConfigError(self.field, f"cannot import module `{module_name}` ({exc}).",
                                   "check the name and that it is importable from the study's directory.") from None
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code failed on import
+                raise ConfigError(self.field, f"importing module `{module_name}` failed "
+                                  f"({type(exc).__name__}: {exc}).", "fix the module so that it imports.") from None
             fn = module
             for part in attr.split("."):
                 fn = getattr(fn, part, None)  # type: ignore[assignment]

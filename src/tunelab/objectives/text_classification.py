@@ -28,14 +28,15 @@ torch and transformers are imported only when a trial runs or the driver prepare
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from tunelab.errors import ConfigError, require
+from tunelab.errors import ConfigError, require, shown
 from tunelab.nlp.data import DataSpec
 from tunelab.nlp.faults import Faults
-from tunelab.nlp.settings import TUNABLE, canonical, check_defaults, check_space, resolve
+from tunelab.nlp.settings import MAX_BATCH, TUNABLE, canonical, check_defaults, check_space, resolve
 
 if TYPE_CHECKING:
     from tunelab.metrics import MetricSet
@@ -82,23 +83,27 @@ class TextClassification:
         # Absolute paths: trials may run in another working directory (or on another node).
         self.model = _model_option(self.model, "objective.model", None)
         self.data = DataSpec.from_config(self.data)
+        if not isinstance(self.defaults, Mapping):
+            raise ConfigError("objective.defaults", f"is {shown(self.defaults)}, but must be a mapping.",
+                              "write e.g. `defaults: {num_train_epochs: 2}`.")
         self.defaults = check_defaults(dict(self.defaults), "objective")
-        self.max_length = int(self.defaults.pop("max_length", self.max_length))
-        check_defaults({"max_length": self.max_length}, "objective")
+        self.max_length = self.defaults.pop("max_length", None) or check_defaults(
+            {"max_length": self.max_length}, "objective")["max_length"]
         for name in ("eval_steps", "evals_per_epoch"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"objective.{name}", f"is {value!r}, but must be a positive integer.",
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31):
+                raise ConfigError(f"objective.{name}", f"is {shown(value)}, but must be a positive integer.",
                                   "leave it out to evaluate once per epoch.")
         if self.eval_steps is not None and self.evals_per_epoch != 1:
             raise ConfigError("objective.evals_per_epoch", "is set together with `eval_steps`.", "keep one.")
-        if not isinstance(self.per_device_eval_batch_size, int) or self.per_device_eval_batch_size < 1:
+        batch = self.per_device_eval_batch_size
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
             raise ConfigError("objective.per_device_eval_batch_size",
-                              f"is {self.per_device_eval_batch_size!r}, but must be a positive integer.")
+                              f"is {shown(batch)}, but must be an integer from 1 to {MAX_BATCH}.", "use e.g. 64.")
         if not isinstance(self.model_kwargs, Mapping):
             raise ConfigError("objective.model_kwargs", "must be a mapping.", "write e.g. `{num_hidden_layers: 2}`.")
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
-            raise ConfigError("objective.device", f"is {self.device!r}.", "use auto, cpu, cuda or cuda:N.")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d{1,4})?", self.device):
+            raise ConfigError("objective.device", f"is {shown(self.device)}.", "use auto, cpu, cuda or cuda:N.")
         for name in ("freeze_embeddings", "fast_path"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"objective.{name}", f"is {getattr(self, name)!r}, but must be true or false.")
@@ -115,8 +120,15 @@ class TextClassification:
         if raw.get("type", "text_classification") != "text_classification":
             raise ConfigError(f"{field}.type", f"is {raw.get('type')!r}, not text_classification.")
         options: dict[str, Any] = {}
-        defaults: dict[str, Any] = dict(raw.get("defaults") or {})
+        given = raw.get("defaults")
+        if given is not None and not isinstance(given, Mapping):
+            raise ConfigError(f"{field}.defaults", f"is {shown(given)}, but must be a mapping.",
+                              "write e.g. `defaults: {num_train_epochs: 2}`.")
+        defaults: dict[str, Any] = dict(given or {})
         for key, value in raw.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{field}.{key}", "is not an option of the text_classification objective.",
+                                  "option names are strings.")
             if key in _OPTIONS:
                 options[key] = value
             elif canonical(key) in TUNABLE:
@@ -133,9 +145,21 @@ class TextClassification:
         options.pop("type", None)
         options["defaults"] = defaults
         options["model"] = _model_option(options["model"], f"{field}.model", base_dir)
-        options["data"] = DataSpec.from_config(options["data"], f"{field}.data", base_dir)
+        data = options["data"]
+        if isinstance(data, Mapping):  # the YAML types, before DataSpec reads them
+            for key, value in data.items():
+                if not isinstance(key, str):
+                    raise ConfigError(f"{field}.data.{key}", "is not a data setting.", "use names like `train`.")
+                if key in ("train", "validation", "test") and value is not None and not (
+                        isinstance(value, (str, Path)) and str(value).strip() and "\x00" not in str(value)):
+                    raise ConfigError(f"{field}.data.{key}", f"is {shown(value)}, but must be a file path.",
+                                      f"write e.g. `{key}: {key}.csv`.")
+        options["data"] = DataSpec.from_config(data, f"{field}.data", base_dir)
         if options.get("cache_dir") is not None:
-            options["cache_dir"] = str(Path(str(options["cache_dir"])).expanduser())
+            if not isinstance(options["cache_dir"], str) or not options["cache_dir"].strip() or "\x00" in options["cache_dir"]:
+                raise ConfigError(f"{field}.cache_dir", f"is {shown(options['cache_dir'])}, but must be a directory.",
+                                  "write e.g. `cache_dir: ~/.cache/tunelab/tokens`, or leave it out.")
+            options["cache_dir"] = str(Path(options["cache_dir"]).expanduser())
         try:
             return cls(**options)
         except ConfigError as exc:  # re-root errors raised with the default field name

@@ -34,7 +34,7 @@ def test_from_config_reads_options_and_flat_defaults(tiny_model: Path, tiny_data
 
 @pytest.mark.parametrize("extra, field, words", [
     ({"learning_rte": 1e-3}, "objective.learning_rte", "learning_rate"),
-    ({"num_train_epochs": 0}, "objective.num_train_epochs", "(0, inf)"),
+    ({"num_train_epochs": 0}, "objective.num_train_epochs", "(0, 10000]"),
     ({"lr_scheduler_type": "step"}, "objective.lr_scheduler_type", "cosine"),
     ({"eval_steps": 0}, "objective.eval_steps", "positive"),
     ({"fault_injection": {"segfault": 1}}, "objective.fault_injection.segfault", "oom_above_micro_batch"),
