@@ -59,6 +59,10 @@ def _supervise(worker: int) -> int:
         elif info.si_signo in _STOP and deadline is None:
             signal_all(descendants(os.getpid()), signal.SIGTERM)
             deadline = time.monotonic() + _GRACE_S
+    try:  # the trial's process group first: all there is to find where /proc is missing
+        os.killpg(worker, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     kill_descendants()
     return status if status is not None else -1
 
@@ -90,6 +94,7 @@ def _fork_trial(fd: int, driver_pid: int) -> None:
     worker = os.fork()
     if worker == 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        os.setpgid(0, 0)
         die_with_parent(signal.SIGKILL)  # if the supervisor is killed, so is the trial
         if os.getppid() != supervisor:
             os._exit(1)

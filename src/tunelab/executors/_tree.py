@@ -38,7 +38,11 @@ def become_subreaper() -> bool:
 def descendants(root: int) -> list[int]:
     """Every live process below ``root`` (zombies included), parents before children."""
     children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:  # no /proc (not Linux): nothing to find this way
+        return []
+    for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
