@@ -57,7 +57,7 @@ metrics: [{{name: f1, goal: maximize}}]
 space:
   x: {{float: [0.0, 1.0]}}
 budget: {{trials: 1}}
-execution: {{workers: 1}}
+execution: {{workers: 1{timeout}}}
 tracking: {{mlflow: false}}
 """
 
@@ -83,11 +83,12 @@ def wait_until(condition, deadline_s: float = 20.0) -> bool:  # type: ignore[no-
     return condition()
 
 
-def setup(tmp_path: Path, mode: str) -> Path:
+def setup(tmp_path: Path, mode: str, timeout: str = "") -> Path:
     pids = tmp_path / "pids"
     pids.mkdir()
     (tmp_path / "spawn.py").write_text(SPAWN)
-    (tmp_path / "study.yaml").write_text(STUDY.format(python=sys.executable, pids=pids, mode=mode))
+    (tmp_path / "study.yaml").write_text(STUDY.format(python=sys.executable, pids=pids, mode=mode,
+                                                      timeout=f", timeout: {timeout}" if timeout else ""))
     return pids
 
 
@@ -136,4 +137,19 @@ def test_everything_a_trial_started_ends_after_kill_9_of_the_driver(tmp_path: Pa
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+        kill_leftovers(read_pids(pids_dir))
+
+
+def test_everything_a_trial_started_ends_when_it_times_out(tmp_path: Path) -> None:
+    pids_dir = setup(tmp_path, "hang", timeout="15s")
+    try:
+        run = tunelab_cli("run", "study.yaml", cwd=tmp_path)
+        pids = read_pids(pids_dir)
+        assert run.returncode in (0, 1), run.stderr
+        rows = json.loads(tunelab_cli("trials", "--format", "json", cwd=tmp_path).stdout)
+        assert [r["state"] for r in rows] == ["failed"]
+        assert set(pids) == set(NAMES)
+        assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
+            {n: p for n, p in pids.items() if alive(p)}
+    finally:
         kill_leftovers(read_pids(pids_dir))

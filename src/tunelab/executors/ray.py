@@ -284,8 +284,9 @@ def _connect(ray: Any, address: str | None, timeout: float) -> None:
     except (OSError, ValueError) as exc:
         raise ConfigError("execution.address", f"cannot reach a Ray cluster at {address or target!r} "
                           f"({type(exc).__name__}: {exc}).", _ADDRESS_FIX) from None
-    # Bound Ray's own retries too (about 5 s each), for a port that answers but is no Ray.
-    wait = {"RAY_gcs_server_port_wait_time_s": str(max(1, int(timeout // 5)))}
+    # Bound Ray's own retries too, for a port that answers but is no Ray: each try waits about
+    # 40 s for the GCS (Ray's default is 20 tries).
+    wait = {"RAY_gcs_server_port_wait_time_s": str(max(1, int(timeout // 40)))}
     try:
         with _environ({} if "RAY_gcs_server_port_wait_time_s" in os.environ else wait):
             # Trial output goes to trial.log, not to the driver's terminal.
