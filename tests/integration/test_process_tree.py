@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import tunelab_cli
 
 # The training command: a child (`sleep`), a setsid daemon (double fork, its stdio closed),
@@ -26,6 +27,8 @@ def note(name, pid):
     os.replace(os.path.join(pids, name + ".tmp"), os.path.join(pids, name))
 
 note("command", os.getpid())
+with open("/proc/self/cgroup") as f:
+    note("cgroup", f.read().strip())
 note("trial", os.getppid())
 child = subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL)
 note("grandchild", child.pid)
@@ -152,4 +155,31 @@ def test_everything_a_trial_started_ends_when_it_times_out(tmp_path: Path) -> No
         assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
             {n: p for n, p in pids.items() if alive(p)}
     finally:
+        kill_leftovers(read_pids(pids_dir))
+
+
+def test_with_a_cgroup_even_a_killed_supervisor_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Where the machine offers a writable cgroup v2, the trial runs in one of its own; `kill -9`
+    of the trial's supervisor (the driver alive) then still ends the daemon, and the cgroup goes."""
+    pids_dir = setup(tmp_path, "hang")
+    driver = subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", "run", "study.yaml"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_until(lambda: len(read_pids(pids_dir)) == len(NAMES), 120), read_pids(pids_dir)
+        pids = read_pids(pids_dir)
+        cgroup = (pids_dir / "cgroup").read_text()
+        if "tunelab-trial-" not in cgroup:
+            pytest.skip(f"no writable cgroup v2 here (the trial ran in {cgroup!r}): the subreaper alone applies")
+        with open(f"/proc/{pids['trial']}/stat") as f:
+            supervisor = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.kill(supervisor, signal.SIGKILL)
+        assert driver.wait(timeout=120) in (0, 1)
+        assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
+            {n: p for n, p in pids.items() if alive(p)}
+        name = cgroup.rsplit("/", 1)[1]
+        assert not any(name in d for _, dirs, _ in os.walk("/sys/fs/cgroup") for d in dirs)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
         kill_leftovers(read_pids(pids_dir))

@@ -8,7 +8,8 @@ A fresh interpreter per trial (spawn semantics, without re-importing the driver'
   the driver asks (SIGTERM: pass it on, then kill; SIGUSR1: kill now) or when the driver dies
   (the kernel's parent-death signal, even after ``kill -9``), it SIGKILLs every process below
   it, daemons that left with ``setsid`` included (they re-parent to it), reaps them and exits
-  with the trial process's status.
+  with the trial process's status. Where it can create one, the trial also runs in a cgroup of
+  its own (``_tree``), killed and removed at the end.
 - the **trial process** talks to the driver over the socket FD: first the driver's
   ``sys.path``, then the pickled payload (objective, trial spec, resources); then it sends
   ``("result", step, metrics)`` and waits for the stop decision, and finally
@@ -20,6 +21,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Sent by the driver (and by the kernel when the driver dies): kill the trial's tree now.
 KILL_NOW = signal.SIGUSR1
@@ -28,11 +33,11 @@ _WATCHED = {signal.SIGCHLD, KILL_NOW, *_STOP}
 _GRACE_S = 5.0  # after a SIGTERM, when the driver is not there to follow up with SIGUSR1
 
 
-def _supervise(worker: int) -> int:
+def _supervise(worker: int, cgroup: "Path | None") -> int:
     """Wait for the trial process or a signal; then end the whole tree. Returns the wait status."""
     import time
 
-    from tunelab.executors._tree import descendants, kill_descendants, signal_all
+    from tunelab.executors._tree import descendants, kill_cgroup, kill_descendants, signal_all
 
     status: int | None = None
     deadline: float | None = None
@@ -64,6 +69,7 @@ def _supervise(worker: int) -> int:
     except (ProcessLookupError, PermissionError):
         pass
     kill_descendants()
+    kill_cgroup(cgroup)
     return status if status is not None else -1
 
 
@@ -83,7 +89,8 @@ def _exit_like(status: int) -> None:
 
 def _fork_trial(fd: int, driver_pid: int) -> None:
     """Become the supervisor; return only in the trial process."""
-    from tunelab.executors._tree import become_subreaper, die_with_parent
+    from tunelab.executors._tree import (become_subreaper, create_cgroup, die_with_parent, join_cgroup,
+                                         trial_cgroup)
 
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
     become_subreaper()
@@ -91,6 +98,7 @@ def _fork_trial(fd: int, driver_pid: int) -> None:
     if os.getppid() != driver_pid:  # the driver died before prctl took effect
         os._exit(1)
     supervisor = os.getpid()
+    cgroup = create_cgroup(trial_cgroup(supervisor))
     worker = os.fork()
     if worker == 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
@@ -98,9 +106,11 @@ def _fork_trial(fd: int, driver_pid: int) -> None:
         die_with_parent(signal.SIGKILL)  # if the supervisor is killed, so is the trial
         if os.getppid() != supervisor:
             os._exit(1)
+        if cgroup is not None:
+            join_cgroup(cgroup)  # before anything runs: all the trial starts is in it too
         return
     os.close(fd)  # the driver sees the trial's end as the end of this socket
-    _exit_like(_supervise(worker))
+    _exit_like(_supervise(worker, cgroup))
 
 
 class _PipeChannel:

@@ -4,7 +4,9 @@ Each trial runs under a supervisor process (``_child``) that owns the trial's wh
 tree: it is a child subreaper, so whatever the trial started (a training command, its
 children, a daemon that left with ``setsid``) stays below it, and it kills all of it when the
 trial ends, when the driver stops the trial, and when the driver dies, even by ``kill -9``
-(the kernel's parent-death signal reaches the supervisor). Its stdout and stderr go to ``<trial_dir>/trial.log``. GPUs are handed
+(the kernel's parent-death signal reaches the supervisor). Where the machine offers a
+writable cgroup (v2), the trial also runs in a cgroup of its own, which the driver kills too
+after the supervisor is gone (in case the supervisor itself was killed). Its stdout and stderr go to ``<trial_dir>/trial.log``. GPUs are handed
 out per trial through ``CUDA_VISIBLE_DEVICES``; CPU threads through ``OMP_NUM_THREADS`` etc.
 """
 
@@ -21,6 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tunelab.executors._child import KILL_NOW
+from tunelab.executors._tree import kill_cgroup, trial_cgroup
 from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.executors.resources import GpuPool, cpus_per_trial as _cpus_for, visible_gpus
 from tunelab.trial import Ended, Event, Result, State
@@ -143,6 +146,7 @@ class LocalExecutor:
         deadline = time.monotonic() + _KILL_GRACE_S
         for run in list(self._running.values()):
             self._wait_or_kill(run, max(0.0, deadline - time.monotonic()))
+            kill_cgroup(trial_cgroup(run.proc.pid))
             self._finish(run)
 
     # ---- internals -----------------------------------------------------------------------
@@ -165,6 +169,7 @@ class LocalExecutor:
 
     def _reap(self, run: _Running) -> None:
         code = self._wait_or_kill(run, 10)
+        kill_cgroup(trial_cgroup(run.proc.pid))  # left only when the supervisor itself was killed
         trial_id = run.spec.trial_id
         if run.stop_kind == "timeout":
             event = Ended(trial_id, State.FAILED, _last(run), "timeout",
