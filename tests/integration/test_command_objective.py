@@ -67,3 +67,47 @@ def test_unknown_placeholder_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "study.yaml").write_text(STUDY.format(python=sys.executable).replace("{batch_size}", "{bs}"))
     run = tunelab_cli("run", "study.yaml", cwd=tmp_path)
     assert run.returncode == 2 and "objective.command" in run.stderr and "`{bs}`" in run.stderr
+
+
+LEAVES_STDOUT_OPEN = """
+name: open
+objective:
+  type: command
+  command: ["{python}", "-c", "import subprocess; p = subprocess.Popen(['sleep', '300']); print('child', p.pid); print('f1 = 0.6')"]
+  metrics: [{{name: f1, regex: 'f1 = ([0-9.]+)'}}]
+metrics: [{{name: f1, goal: maximize}}]
+space:
+  x: {{float: [0.0, 1.0]}}
+budget: {{trials: 1}}
+execution: {{workers: 1, timeout: 60}}
+tracking: {{mlflow: false}}
+"""
+
+
+def test_a_command_that_exits_but_leaves_its_stdout_open_completes(tmp_path: Path) -> None:
+    import os
+    import re
+    import time
+
+    (tmp_path / "study.yaml").write_text(LEAVES_STDOUT_OPEN.format(python=sys.executable))
+    run = tunelab_cli("run", "study.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    from tunelab.study import load_study
+
+    (trial,) = load_study(str(tmp_path / "tunelab.journal"), "open").trials()
+    assert (trial.state.value, trial.failure_kind, trial.metrics.get("f1")) == ("complete", None, 0.6), trial.message
+    child = int(re.search(r"child (\d+)", (Path(trial.trial_dir) / "trial.log").read_text()).group(1))
+
+    def alive() -> bool:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+
+    end = time.monotonic() + 20
+    while alive() and time.monotonic() < end:
+        time.sleep(0.1)
+    if alive():
+        os.kill(child, 9)
+        raise AssertionError(f"the command's child {child} outlived the trial")

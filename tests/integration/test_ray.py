@@ -5,6 +5,7 @@ teardown fails if any process of the cluster is left)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -327,3 +328,106 @@ def test_command_line_overrides_of_execution(tmp_path: Path) -> None:
     local = config.with_execution(backend="local").execution  # the file's cluster address is dropped
     assert (local.backend, local.address) == ("local", None)
     assert config.with_execution() is config
+
+
+# ---- connecting and starting (no cluster fixture) ----------------------------------------------
+
+
+def test_an_address_where_no_cluster_listens_fails_fast(study_dir: Path) -> None:
+    """Not a 400 s hang: exit 2, one line naming execution.address, and no trial created."""
+    write_study(study_dir, name="nowhere", fn="curve", trials=2, workers=1)
+    text = (study_dir / "study.yaml").read_text().replace("backend: ray,", 'backend: ray, address: "127.0.0.1:1",')
+    (study_dir / "study.yaml").write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "tunelab.cli.main", "run", "study.yaml", "--no-mlflow"], cwd=study_dir,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 90
+    assert run.returncode == 2, run.stderr
+    assert "execution.address" in run.stderr and "127.0.0.1:1" in run.stderr
+    journal = study_dir / "tunelab.journal"
+    assert not journal.exists() or trials_of(study_dir, "nowhere") == []
+
+
+# Run in a fresh interpreter: a local Ray instance started by the executor, one task run on it,
+# then every listening TCP socket of the processes below it (Ray's GCS, raylet, agents, workers).
+LOCAL_START = r"""
+import json, os, sys
+from tunelab.executors.ray import RayExecutor
+
+executor = RayExecutor(lambda config, reporter: 0.0, 1, address="local")
+import ray
+
+def pid():
+    return os.getpid()
+
+ray.get(ray.remote(num_cpus=0)(pid).remote())
+
+def below(root):
+    kids = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                ppid = int(open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(name))
+    out, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        out.append(pid)
+        queue.extend(kids.get(pid, []))
+    return out
+
+def listening():
+    table = {}
+    for path, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        for line in open(path).read().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A":  # LISTEN
+                continue
+            addr, port = f[1].split(":")
+            table[f[9]] = (addr, int(port, 16), v6)
+    return table
+
+table = listening()
+found, envs = [], {}
+for pid in below(os.getpid()):
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        name = open(f"/proc/{pid}/comm").read().strip()
+        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        continue
+    if pid != os.getpid():  # this process's environ is the one it started with
+        envs[pid] = b"RAY_USAGE_STATS_ENABLED=0" in environ
+    for link in links:
+        if link.startswith("socket:[") and link[8:-1] in table:
+            addr, port, v6 = table[link[8:-1]]
+            found.append([pid, name, addr, port, v6])
+print(json.dumps({"sockets": found, "usage_off": envs, "driver_env": os.environ.get("RAY_USAGE_STATS_ENABLED")}))
+executor.shutdown()
+"""
+
+
+def _loopback(hex_addr: str, v6: bool) -> bool:
+    raw = bytes.fromhex(hex_addr)
+    if not v6:
+        return raw[::-1][0] == 127  # stored little-endian: 0100007F is 127.0.0.1
+    words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
+    ip = b"".join(words)
+    return ip == bytes(15) + b"\x01" or (ip[:12] == bytes(10) + b"\xff\xff" and ip[12] == 127)
+
+
+def test_a_local_start_listens_on_loopback_only_and_sends_no_usage_stats(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    run = subprocess.run([sys.executable, "-c", LOCAL_START], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["sockets"], "no listening socket found: the check itself is broken"
+    # Known exceptions, allowed on other interfaces: none with this Ray.
+    exposed = [s for s in report["sockets"] if not _loopback(s[2], s[4])]
+    assert exposed == [], exposed
+    assert report["usage_off"] and all(report["usage_off"].values()), report["usage_off"]
+    assert report["driver_env"] is None  # set for the Ray processes only, not left in the driver

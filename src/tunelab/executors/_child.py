@@ -1,10 +1,19 @@
-"""The trial process: ``python -m tunelab.executors._child FD``.
+"""The trial process: ``python -m tunelab.executors._child FD DRIVER_PID``.
 
 A fresh interpreter per trial (spawn semantics, without re-importing the driver's
-``__main__``). It talks to the driver over the socket FD: first the driver's ``sys.path``,
-then the pickled payload (objective, trial spec, resources); then it sends
-``("result", step, metrics)`` and waits for the stop decision, and finally ``("ended", Ended)``.
-Heavy imports (the objective's torch, ...) happen only after the environment is set.
+``__main__``). It forks in two:
+
+- the **supervisor** (the process the driver started, the leader of the trial's session) is a
+  child subreaper that owns the trial's whole process tree. When the trial process exits, when
+  the driver asks (SIGTERM: pass it on, then kill; SIGUSR1: kill now) or when the driver dies
+  (the kernel's parent-death signal, even after ``kill -9``), it SIGKILLs every process below
+  it, daemons that left with ``setsid`` included (they re-parent to it), reaps them and exits
+  with the trial process's status. Where it can create one, the trial also runs in a cgroup of
+  its own (``_tree``), killed and removed at the end.
+- the **trial process** talks to the driver over the socket FD: first the driver's
+  ``sys.path``, then the pickled payload (objective, trial spec, resources); then it sends
+  ``("result", step, metrics)`` and waits for the stop decision, and finally
+  ``("ended", Ended)``. Heavy imports (the objective's torch, ...) happen only after the fork.
 """
 
 from __future__ import annotations
@@ -12,19 +21,96 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: Sent by the driver (and by the kernel when the driver dies): kill the trial's tree now.
+KILL_NOW = signal.SIGUSR1
+_STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_WATCHED = {signal.SIGCHLD, KILL_NOW, *_STOP}
+_GRACE_S = 5.0  # after a SIGTERM, when the driver is not there to follow up with SIGUSR1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    # If the driver is killed (even with SIGKILL), the kernel kills this trial too.
-    try:
-        import ctypes
+def _supervise(worker: int, cgroup: "Path | None") -> int:
+    """Wait for the trial process or a signal; then end the whole tree. Returns the wait status."""
+    import time
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    from tunelab.executors._tree import descendants, kill_cgroup, kill_descendants, signal_all
+
+    status: int | None = None
+    deadline: float | None = None
+    while True:
+        try:
+            while True:  # reap what has exited (orphans re-parented here too)
+                pid, code = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                if pid == worker:
+                    status = code
+        except ChildProcessError:
+            pass
+        if status is not None:
+            break
+        timeout = 3600.0 if deadline is None else deadline - time.monotonic()
+        if timeout <= 0:
+            break
+        # The signals are blocked: one that arrives between the reap and here stays pending.
+        info = signal.sigtimedwait(_WATCHED, timeout)
+        if info is None or info.si_signo == KILL_NOW:
+            if info is not None or deadline is not None:
+                break
+        elif info.si_signo in _STOP and deadline is None:
+            signal_all(descendants(os.getpid()), signal.SIGTERM)
+            deadline = time.monotonic() + _GRACE_S
+    try:  # the trial's process group first: all there is to find where /proc is missing
+        os.killpg(worker, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
-    if os.getppid() != parent_pid:  # the driver died before prctl took effect
+    kill_descendants()
+    kill_cgroup(cgroup)
+    return status if status is not None else -1
+
+
+def _exit_like(status: int) -> None:
+    """Exit as the trial process did (the driver tells a crash or an OOM kill by it)."""
+    if status >= 0 and os.WIFSIGNALED(status):
+        import resource
+
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file in the user's directory
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if status >= 0 and os.WIFEXITED(status) else 1)
+
+
+def _fork_trial(fd: int, driver_pid: int) -> None:
+    """Become the supervisor; return only in the trial process."""
+    from tunelab.executors._tree import (become_subreaper, create_cgroup, die_with_parent, join_cgroup,
+                                         trial_cgroup)
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    become_subreaper()
+    die_with_parent(KILL_NOW)
+    if os.getppid() != driver_pid:  # the driver died before prctl took effect
         os._exit(1)
+    supervisor = os.getpid()
+    cgroup = create_cgroup(trial_cgroup(supervisor))
+    worker = os.fork()
+    if worker == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        os.setpgid(0, 0)
+        die_with_parent(signal.SIGKILL)  # if the supervisor is killed, so is the trial
+        if os.getppid() != supervisor:
+            os._exit(1)
+        if cgroup is not None:
+            join_cgroup(cgroup)  # before anything runs: all the trial starts is in it too
+        return
+    os.close(fd)  # the driver sees the trial's end as the end of this socket
+    _exit_like(_supervise(worker, cgroup))
 
 
 class _PipeChannel:
@@ -42,8 +128,7 @@ def main() -> None:
     from multiprocessing.connection import Connection
 
     fd = int(sys.argv[1])
-    parent_pid = int(sys.argv[2])
-    _die_with_parent(parent_pid)
+    _fork_trial(fd, int(sys.argv[2]))
     conn = Connection(socket.socket(fileno=fd).detach())
     for entry in reversed(conn.recv()):
         if entry not in sys.path:

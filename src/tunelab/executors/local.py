@@ -1,8 +1,12 @@
 """Local processes: W worker slots, one fresh interpreter per trial.
 
-Each trial runs in its own session (process group), so stopping it also stops whatever it
-started (a training command), and it dies with the driver even on ``kill -9`` (the kernel's
-parent-death signal). Its stdout and stderr go to ``<trial_dir>/trial.log``. GPUs are handed
+Each trial runs under a supervisor process (``_child``) that owns the trial's whole process
+tree: it is a child subreaper, so whatever the trial started (a training command, its
+children, a daemon that left with ``setsid``) stays below it, and it kills all of it when the
+trial ends, when the driver stops the trial, and when the driver dies, even by ``kill -9``
+(the kernel's parent-death signal reaches the supervisor). Where the machine offers a
+writable cgroup (v2), the trial also runs in a cgroup of its own, which the driver kills too
+after the supervisor is gone (in case the supervisor itself was killed). Its stdout and stderr go to ``<trial_dir>/trial.log``. GPUs are handed
 out per trial through ``CUDA_VISIBLE_DEVICES``; CPU threads through ``OMP_NUM_THREADS`` etc.
 """
 
@@ -18,6 +22,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from tunelab.executors._child import KILL_NOW
+from tunelab.executors._tree import kill_cgroup, trial_cgroup
 from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.executors.resources import GpuPool, cpus_per_trial as _cpus_for, visible_gpus
 from tunelab.trial import Ended, Event, Result, State
@@ -139,12 +145,8 @@ class LocalExecutor:
             self._signal(run, signal.SIGTERM, run.stop_kind or "interrupted")
         deadline = time.monotonic() + _KILL_GRACE_S
         for run in list(self._running.values()):
-            try:
-                run.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            self._killpg(run, signal.SIGKILL)
-            run.proc.wait()
+            self._wait_or_kill(run, max(0.0, deadline - time.monotonic()))
+            kill_cgroup(trial_cgroup(run.proc.pid))
             self._finish(run)
 
     # ---- internals -----------------------------------------------------------------------
@@ -166,12 +168,8 @@ class LocalExecutor:
             self._reap(run)
 
     def _reap(self, run: _Running) -> None:
-        try:
-            code = run.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._killpg(run, signal.SIGKILL)
-            code = run.proc.wait()
-        self._killpg(run, signal.SIGKILL)  # anything the trial left behind in its session
+        code = self._wait_or_kill(run, 10)
+        kill_cgroup(trial_cgroup(run.proc.pid))  # left only when the supervisor itself was killed
         trial_id = run.spec.trial_id
         if run.stop_kind == "timeout":
             event = Ended(trial_id, State.FAILED, _last(run), "timeout",
@@ -217,19 +215,38 @@ class LocalExecutor:
             if run.spec.timeout and run.stop_kind is None and now >= run.started + run.spec.timeout:
                 self._signal(run, signal.SIGKILL, "timeout")
             elif run.kill_at is not None and now >= run.kill_at:
-                self._killpg(run, signal.SIGKILL)
+                self._tell(run, signal.SIGKILL)
                 run.kill_at = None
 
     def _signal(self, run: _Running, sig: int, kind: str) -> None:
         run.stop_kind = kind
-        self._killpg(run, sig)
+        self._tell(run, sig)
         if sig != signal.SIGKILL:
             run.kill_at = time.monotonic() + _KILL_GRACE_S
 
-    @staticmethod
-    def _killpg(run: _Running, sig: int) -> None:
+    def _wait_or_kill(self, run: _Running, timeout: float) -> int:
+        """The supervisor's exit status, once it and everything below it are gone."""
         try:
-            os.killpg(run.proc.pid, sig)
+            return run.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self._tell(run, signal.SIGKILL)  # the supervisor kills the trial's tree, then exits
+        try:
+            return run.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a supervisor that does not answer: its session at least
+            try:
+                os.killpg(run.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return run.proc.wait()
+
+    @staticmethod
+    def _tell(run: _Running, sig: int) -> None:
+        """Tell the trial's supervisor: SIGTERM (passed on to the tree), SIGKILL (kill the tree now)."""
+        if run.proc.returncode is not None:
+            return
+        try:
+            os.kill(run.proc.pid, KILL_NOW if sig == signal.SIGKILL else sig)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -23,12 +23,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from tunelab.errors import ConfigError, TunelabError, require
 from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
@@ -36,6 +38,11 @@ from tunelab.trial import Ended, Event, Result, State
 
 LOG_NAME = "trial.log"
 _KILL_GRACE_S = 3.0
+CONNECT_TIMEOUT_S = 30.0
+#: For the processes of a local instance tunelab starts (and only while it starts them):
+#: Ray's single-machine mode, where every server binds to 127.0.0.1, and no usage statistics
+#: (whose collector also probes the cloud metadata addresses).
+_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @dataclass
@@ -54,8 +61,13 @@ class RayExecutor:
 
     ``address``: ``None`` (Ray's default: ``RAY_ADDRESS``, else a cluster started on this
     machine with ``ray start``, else a new local instance), ``"auto"`` (an existing cluster,
-    or an error), ``"ray://HOST:10001"`` (Ray Client) or ``"HOST:6379"``. When this process is
-    already connected (``ray.init`` was called), that connection is used and left open.
+    or an error), ``"local"`` (a new local instance), ``"ray://HOST:10001"`` (Ray Client) or
+    ``"HOST:6379"``. When this process is already connected (``ray.init`` was called), that
+    connection is used and left open. A cluster that cannot be reached within
+    ``connect_timeout`` seconds is a ``ConfigError`` naming ``execution.address``.
+
+    A local instance that tunelab starts listens on 127.0.0.1 only, without dashboard and
+    usage statistics (so no cloud metadata probe either): see docs/cluster.md.
     """
 
     def __init__(
@@ -66,6 +78,7 @@ class RayExecutor:
         address: str | None = None,
         gpus_per_trial: float = 0.0,
         cpus_per_trial: int | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
     ) -> None:
         import cloudpickle
 
@@ -76,7 +89,7 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = False
         if not ray.is_initialized():
-            _connect(ray, address)
+            _connect(ray, address, connect_timeout)
             self._owns_ray = True
         try:
             _check_fits(ray, self.cpus, self.gpus)
@@ -260,14 +273,77 @@ class RayExecutor:
 # ---- set-up ------------------------------------------------------------------------------------
 
 
-def _connect(ray: Any, address: str | None) -> None:
+def _connect(ray: Any, address: str | None, timeout: float) -> None:
+    target = _bootstrap(ray, address)
+    if target is None:
+        _start_local(ray)
+        return
+    host, _, port = target.rpartition(":")
+    try:  # Ray itself retries an unreachable address for minutes
+        socket.create_connection((host.strip("[]"), int(port)), timeout=max(1.0, min(timeout, 10.0))).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError("execution.address", f"cannot reach a Ray cluster at {address or target!r} "
+                          f"({type(exc).__name__}: {exc}).", _ADDRESS_FIX) from None
+    # Bound Ray's own retries too, for a port that answers but is no Ray: each try waits about
+    # 40 s for the GCS (Ray's default is 20 tries).
+    wait = {"RAY_gcs_server_port_wait_time_s": str(max(1, int(timeout // 40)))}
     try:
-        # Trial output goes to trial.log, not to the driver's terminal.
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        with _environ({} if "RAY_gcs_server_port_wait_time_s" in os.environ else wait):
+            # Trial output goes to trial.log, not to the driver's terminal.
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise ConfigError("execution.address", f"cannot connect to a Ray cluster at {address!r}: {exc}",
-                          "start one with `ray start --head` (see docs/cluster.md), or check the address "
-                          "(HOST:6379, ray://HOST:10001 or auto).") from None
+        raise ConfigError("execution.address", f"cannot connect to a Ray cluster at {address or target!r}: {exc}",
+                          _ADDRESS_FIX) from None
+
+
+_ADDRESS_FIX = ("start one with `ray start --head` (see docs/cluster.md), or check the address "
+                "(HOST:6379, ray://HOST:10001 or auto).")
+
+
+def _bootstrap(ray: Any, address: str | None) -> str | None:
+    """``HOST:PORT`` to reach for ``address``, or ``None`` when Ray would start a local instance."""
+    if address == "local":
+        return None
+    given = address if address not in (None, "auto") else (os.environ.get("RAY_ADDRESS") or address)
+    if given not in (None, "auto"):
+        return given[len("ray://"):] if given.startswith("ray://") else given
+    try:  # what Ray reads: the cluster that `ray start` recorded on this machine, if any
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # another Ray: let ray.init decide (and start locally on its own terms)
+        return None
+    try:
+        return canonicalize_bootstrap_address(given)
+    except (ConnectionError, ValueError) as exc:
+        raise ConfigError("execution.address", f"is {address!r}: {exc}", _ADDRESS_FIX) from None
+
+
+def _start_local(ray: Any) -> None:
+    """A local instance on 127.0.0.1: no dashboard, no usage statistics, no cloud probes."""
+    constants = sys.modules.get("ray._private.ray_constants")
+    was = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    try:
+        if was is not None:  # read once when Ray was imported: the driver's side of the same switch
+            constants.ENABLE_RAY_CLUSTER = False  # type: ignore[union-attr]
+        with _environ(_LOCAL_ENV):  # inherited by the processes ray.init starts, then removed
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
+    finally:
+        if was is not None:
+            constants.ENABLE_RAY_CLUSTER = was  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _check_fits(ray: Any, cpus: int, gpus: float) -> None:

@@ -1,9 +1,14 @@
 """A training command as the objective: an argv template, metrics read from its output.
 
-``["python", "train.py", "--lr", "{learning_rate}"]`` is filled with the trial's values and
-run without a shell. Each line of its output is matched against the metric regexes
+``["{python}", "train.py", "--lr", "{learning_rate}"]`` is filled with the trial's values and
+run without a shell; ``{python}`` is the interpreter tunelab runs under (``python`` would be
+whichever one PATH finds first). Each line of its output is matched against the metric regexes
 (SageMaker style, the first group is the value); values are reported as they appear and the
-last one is final. A non-zero exit fails the trial as ``crash`` with the last lines kept.
+last one is final. A non-zero exit fails the trial as ``crash`` with the last lines kept; so
+does an exit 0 after which an optimized metric's regex has matched no line.
+
+The trial ends when the command exits, even if a process it started still holds its output
+open: the command runs in a process group of its own, killed once the command has exited.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import string
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from tunelab.errors import ConfigError, TrialFailed
 
 if TYPE_CHECKING:
     from tunelab.worker import Reporter
 
-PLACEHOLDERS = ("trial_id", "trial_dir", "checkpoint_dir")
+PLACEHOLDERS = ("python", "trial_id", "trial_dir", "checkpoint_dir")
+_DRAIN_S = 2.0  # after the command exits: how long to read what is still buffered in its pipe
 _KEYS = {"type", "command", "metrics", "step_regex", "cwd", "env"}
 
 
@@ -59,6 +65,8 @@ class CommandObjective:
         self.step_pattern = _compile(f"{field}.step_regex", step_regex) if step_regex else None
         self.cwd = str(cwd) if cwd is not None else None
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        # The metrics whose regex must match once (the optimized ones, set by validate()).
+        self.required: list[str] | None = None
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], base_dir: Path, field: str = "objective") -> "CommandObjective":
@@ -73,6 +81,10 @@ class CommandObjective:
                    cwd=(base_dir / cwd) if not cwd.is_absolute() else cwd, env=raw.get("env"), field=field)
 
     def validate(self, space: Any, metrics: Any) -> None:
+        for name in PLACEHOLDERS:
+            if name in space:
+                raise ConfigError(f"space.{name}", f"is named like the command placeholder `{{{name}}}` "
+                                  f"({_MEANING[name]}).", "rename the parameter.")
         known = set(space) | set(PLACEHOLDERS)
         for arg in self.command:
             try:
@@ -96,9 +108,11 @@ class CommandObjective:
         if missing:
             raise ConfigError(f"{self.field}.metrics", f"has no regex for the optimized metric `{missing[0]}`.",
                               f"add `{{name: {missing[0]}, regex: '...'}}`.")
+        self.required = [m.name for m in metrics.objectives]
 
     def argv(self, config: Mapping[str, Any], reporter: "Reporter") -> list[str]:
-        values = {**{k: _format(v) for k, v in config.items()}, "trial_id": str(reporter.trial_id),
+        values = {**{k: _format(v) for k, v in config.items()}, "python": sys.executable,
+                  "trial_id": str(reporter.trial_id),
                   "trial_dir": str(reporter.trial_dir), "checkpoint_dir": str(reporter.checkpoint_dir)}
         return [arg.format_map(values) for arg in self.command]
 
@@ -106,17 +120,15 @@ class CommandObjective:
         env = {**os.environ, **self.env, "TUNELAB_TRIAL_ID": str(reporter.trial_id),
                "TUNELAB_TRIAL_DIR": str(reporter.trial_dir)}
         proc = subprocess.Popen(self.argv(config, reporter), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=self.cwd, env=env, text=True, bufsize=1,
-                                errors="replace", preexec_fn=_die_with_parent)
+                                stdin=subprocess.DEVNULL, cwd=self.cwd, env=env, preexec_fn=_own_group)
         last_lines: collections.deque[str] = collections.deque(maxlen=20)
         final: dict[str, float] = {}
         counts: collections.Counter[str] = collections.Counter()
         step: float | None = None
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                last_lines.append(line.rstrip("\n"))
+            for line in _lines(proc):
+                sys.stdout.write(line + "\n")
+                last_lines.append(line)
                 if self.step_pattern and (m := self.step_pattern.search(line)):
                     step = float(m.group(1))
                 found = {}
@@ -135,6 +147,14 @@ class CommandObjective:
             _stop(proc)
         if code != 0:
             raise TrialFailed("crash", f"command exited with code {code}. Last lines:\n" + "\n".join(last_lines))
+        required = self.required if self.required is not None else list(self.patterns)
+        unmatched = [name for name in required if name in self.patterns and name not in final]
+        if unmatched:
+            name = unmatched[0]
+            shown = "\n".join(last_lines) if last_lines else "(the command printed nothing)"
+            raise TrialFailed("crash", f"the regex {self.patterns[name].pattern!r} of metric `{name}` matched no "
+                              f"line of the command's output (it exited with code 0); check "
+                              f"{self.field}.metrics against what the command prints. Last lines:\n{shown}")
         return final
 
 
@@ -152,12 +172,61 @@ def _compile(field: str, regex: Any) -> re.Pattern[str]:
     return pattern
 
 
-def _die_with_parent() -> None:
+_MEANING = {"python": "the interpreter tunelab runs under", "trial_id": "the trial's number",
+            "trial_dir": "the trial's directory", "checkpoint_dir": "the trial's checkpoint directory"}
+
+
+def _own_group() -> None:
+    # Its own process group, so that what it leaves running can be killed once it exits;
+    # and it dies with the trial process, even if that is killed.
+    os.setpgid(0, 0)
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
+        pass
+
+
+def _lines(proc: subprocess.Popen) -> Iterator[str]:
+    """The command's output, line by line, until it exits (not until every process that holds
+    the pipe has closed it): then what is already buffered, within ``_DRAIN_S``."""
+    import codecs
+    import io
+    import select
+    import time
+
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    decoder = io.IncrementalNewlineDecoder(codecs.getincrementaldecoder("utf-8")(errors="replace"), translate=True)
+    pending = ""
+    drain_until: float | None = None
+    while True:
+        if drain_until is None:
+            ready = select.select([fd], [], [], 0.2)[0]
+        else:
+            ready = select.select([fd], [], [], 0)[0] if time.monotonic() < drain_until else []
+        if ready:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            pending += decoder.decode(data)
+            *lines, pending = pending.split("\n")
+            yield from lines
+        elif drain_until is not None:
+            break  # exited, and nothing more is buffered
+        if drain_until is None and proc.poll() is not None:
+            _kill_group(proc)  # what it left behind: it may hold the pipe open
+            drain_until = time.monotonic() + _DRAIN_S
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
 
 
@@ -169,3 +238,6 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    _kill_group(proc)
+    if proc.stdout is not None:
+        proc.stdout.close()
