@@ -167,13 +167,22 @@ class _FakeLibc:
         self.mallopt = Mallopt()
 
 
+def _fake_platform(monkeypatch: pytest.MonkeyPatch, libc: _FakeLibc, platform: str) -> None:
+    """Give the allocator module its own sys.platform and ctypes.CDLL (the real modules stay as they are)."""
+    import ctypes
+    import types
+
+    monkeypatch.setattr(allocator, "_done", False)
+    monkeypatch.setattr(allocator, "sys", types.SimpleNamespace(platform=platform))
+    monkeypatch.setattr(allocator, "ctypes", types.SimpleNamespace(CDLL=lambda name: libc, c_int=ctypes.c_int,
+                                                                   util=ctypes.util))
+
+
 @pytest.mark.parametrize("accept", [True, False])
 def test_keep_freed_memory_asks_glibc_for_the_intended_settings(monkeypatch: pytest.MonkeyPatch, accept: bool) -> None:
     # What the settings buy (page faults per step) is measured by benchmarks/allocator.py, not here.
     libc = _FakeLibc(accept)
-    monkeypatch.setattr(allocator, "_done", False)
-    monkeypatch.setattr(allocator.sys, "platform", "linux")
-    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: libc)
+    _fake_platform(monkeypatch, libc, "linux")
     assert allocator.keep_freed_memory() is accept
     assert libc.calls[0] == (allocator.M_MMAP_THRESHOLD, 32 << 20)  # the largest glibc accepts on 64-bit
     if accept:
@@ -185,9 +194,7 @@ def test_keep_freed_memory_asks_glibc_for_the_intended_settings(monkeypatch: pyt
 
 def test_keep_freed_memory_is_off_outside_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     libc = _FakeLibc(True)
-    monkeypatch.setattr(allocator, "_done", False)
-    monkeypatch.setattr(allocator.sys, "platform", "darwin")
-    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: libc)
+    _fake_platform(monkeypatch, libc, "darwin")
     assert allocator.keep_freed_memory() is False and libc.calls == []
 
 
