@@ -123,7 +123,7 @@ def _postgres_driver() -> str:
         return "psycopg2"
     from tunelab.errors import require
 
-    require("psycopg2", "postgres")  # raises, naming the extra
+    require("psycopg", "postgres")  # raises, naming the extra (which installs psycopg 3)
     return "psycopg2"
 
 

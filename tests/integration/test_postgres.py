@@ -35,7 +35,7 @@ execution: {{backend: local, workers: 2}}
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
     if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is None:
-        pytest.skip("no PostgreSQL driver: pip install 'tunelab[postgres]' (psycopg2-binary)")
+        pytest.skip("no PostgreSQL driver: pip install 'tunelab[postgres]' (psycopg 3; psycopg2 works too)")
     if postgres_bin() is None:
         pytest.skip("PostgreSQL server not installed: apt-get install postgresql (scripts/system-deps.sh does it)")
     server = Postgres.start()
@@ -93,7 +93,7 @@ def test_storage_url_options() -> None:
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is None:
-        pytest.skip("no PostgreSQL driver: pip install 'tunelab[postgres]' (psycopg2-binary)")
+        pytest.skip("no PostgreSQL driver: pip install 'tunelab[postgres]' (psycopg 3; psycopg2 works too)")
     from tunelab.storage import open_storage
 
     port = free_ports(1)[0]  # nothing listens there

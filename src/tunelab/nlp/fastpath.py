@@ -18,7 +18,9 @@ Two changes, neither of which changes what the model computes:
 
 ``apply(model, seed, device)`` patches one loaded model in place (its weights, state dict and
 saved files are untouched; a reloaded export is a plain Hugging Face model). Models whose
-structure is not recognised are left as they are.
+structure is not recognised are left as they are, and so is every model when the installed
+transformers lacks the attention interface the fast path plugs into (``unavailable()`` says why).
+transformers is imported only by ``apply``: with ``fast_path: false`` this module needs torch alone.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 log = logging.getLogger("tunelab.nlp")
 
@@ -76,6 +77,10 @@ def fast_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     masks: KeepMasks | None = getattr(module, "tunelab_masks", None)
     if (masks is None or not 0.0 < dropout < 1.0 or query.device.type != "cpu" or getattr(module, "is_causal", False)
             or key.shape[1] != query.shape[1]):
+        # Imported here, not at the top: `fast_path: false` must work on any transformers. Only
+        # registered once `unavailable()` found it, and a loaded module's import is a dict lookup.
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
@@ -91,6 +96,36 @@ def fast_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     return output.transpose(1, 2).contiguous(), None
 
 
+#: What the fast path imports from transformers (BERT on the attention interface: transformers >= 5.0).
+NEEDED = (
+    ("transformers", "AttentionInterface"),
+    ("transformers.integrations.sdpa_attention", "sdpa_attention_forward"),
+    ("transformers.masking_utils", "AttentionMaskInterface"),
+    ("transformers.masking_utils", "sdpa_mask"),
+    ("transformers.modeling_utils", "ALL_ATTENTION_FUNCTIONS"),
+    ("transformers.models.bert.modeling_bert", "eager_attention_forward"),
+)
+
+
+def unavailable() -> str | None:
+    """Why the installed transformers cannot run the fast path, or None when it can."""
+    import importlib
+
+    try:
+        import transformers
+    except ImportError:
+        return "transformers is not installed"
+    for module, name in NEEDED:
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError:
+            found = False
+        if not found:
+            return (f"transformers {getattr(transformers, '__version__', '?')} has no {module}.{name} "
+                    f"(the fast path needs transformers >= 5.0)")
+    return None
+
+
 def _register_attention() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -103,7 +138,10 @@ def _attention_function(module: nn.Module) -> Callable[..., tuple[torch.Tensor, 
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.bert.modeling_bert import eager_attention_forward
 
-    return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager_attention_forward)
+    name = module.config._attn_implementation
+    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # newer transformers: it also checks the name
+        return ALL_ATTENTION_FUNCTIONS.get_interface(name, eager_attention_forward)
+    return eager_attention_forward if name == "eager" else ALL_ATTENTION_FUNCTIONS[name]  # as 5.0's BERT does
 
 
 def _first_row(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -168,6 +206,10 @@ def _last_layer(model: nn.Module) -> tuple[nn.Module, Callable[..., torch.Tensor
 
 def apply(model: nn.Module, seed: int, device: torch.device) -> list[str]:
     """Patch ``model`` in place; return what was applied (for the trial log)."""
+    reason = unavailable()
+    if reason is not None:
+        log.warning("fast path off: %s; training the stock model", reason)
+        return []
     applied = []
     found = _last_layer(model)
     if found is not None:
