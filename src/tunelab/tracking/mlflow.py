@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tunelab.errors import MissingDependencyError
+from tunelab.tracking.local_store import prepare_local_store
 from tunelab.tracking.sender import Sender
 from tunelab.tracking.settings import MlflowSettings, mlflow_installed
 from tunelab.tracking.spool import RunMap, Spool
@@ -95,9 +96,15 @@ def preload_mlflow(uri: str) -> None:
 
 
 def make_client(uri: str) -> Any:
-    """An ``MlflowClient`` for ``uri``, with MLflow's telemetry off (it must not call out)."""
+    """An ``MlflowClient`` for ``uri``, with MLflow's telemetry off (it must not call out).
+
+    A local SQLite store is created whole first, or repaired when a killed process left it half
+    created (see ``local_store``).
+    """
     preload_mlflow(uri)
     import mlflow
+
+    prepare_local_store(uri)
 
     return mlflow.MlflowClient(tracking_uri=uri)
 
