@@ -23,7 +23,8 @@ Tracking never stops or slows a study: hooks only queue records for a background
 ``sender``). A call that fails is retried a few times, the outage is reported once, and from
 then on records are queued on disk (``<trial_dir>/<study>/.mlflow/spool.jsonl``) and sent in
 order when the store answers again (tried every ``probe_interval_s``), or by ``tunelab sync``.
-At the end of the study the tracker waits (at most ``close_timeout_s``) for what is left.
+At the end of the study the tracker waits (at most ``close_timeout_s``) for what is left, saying
+how many records it still sends when that takes more than a moment; the rest waits on disk.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class MlflowTracker:
         client: Any = None,
         probe_interval_s: float = 10.0,
         retry_delays: tuple[float, ...] = (0.25, 1.0),
-        close_timeout_s: float = 120.0,
+        close_timeout_s: float = 30.0,
     ) -> None:
         if not mlflow_installed():
             raise MissingDependencyError("MLflow tracking is configured but `mlflow` is not installed. "
