@@ -274,15 +274,24 @@ class MlflowTracker:
 
     def _submit_report(self, study: "StudyView") -> None:
         path = self.report_path
-        if path is None or not path.exists():
+        if path is not None and path.exists():
+            self._submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
+            return
+        target = self.state_dir / "report.html"
+
+        def write() -> bool:
+            """In the sender thread: the study is over, and the end says it is still sending."""
+            target.unlink(missing_ok=True)
             try:
                 from tunelab.report import write_report
 
-                path = write_report(study, self.state_dir / "report.html")
+                write_report(study, target)
             except Exception as exc:  # noqa: BLE001 - e.g. plotly missing: the runs matter more
                 logger.warning("MLflow: no report artifact (%s: %s).", type(exc).__name__, exc)
-                return
-        self._submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
+                return False
+            return True
+
+        self.sender.put({"op": "artifact", "key": STUDY_KEY, "path": str(target), "dir": None}, prepare=write)
 
     # ---- study state -------------------------------------------------------------------------
 

@@ -59,13 +59,23 @@ class Sender:
         self._carry: Any = None  # a record taken from the queue while merging, handled next
         self._carrying = threading.Lock()
         self._in_flight = 0  # a record the thread is sending right now
+        self._prepare: dict[int, Callable[[], bool]] = {}  # id(record) -> its preparation
         self._thread = threading.Thread(target=self._run, name="tunelab-mlflow", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, record: dict[str, Any]) -> None:
+    def put(self, record: dict[str, Any], prepare: Callable[[], bool] | None = None) -> None:
+        """Queue a record. ``prepare`` runs in the sender thread just before the record is sent
+        or queued on disk (e.g. writing the file an artifact record names); when it returns
+        False the record is dropped."""
+        if prepare is not None:
+            self._prepare[id(record)] = prepare
         self._outbox.put(record)
+
+    def _prepared(self, record: dict[str, Any]) -> bool:
+        prepare = self._prepare.pop(id(record), None)
+        return prepare is None or prepare()
 
     def pending(self) -> int:
         """Records not sent yet: in memory and on disk (about: the thread is at work)."""
@@ -105,7 +115,7 @@ class Sender:
                 record = self._outbox.get_nowait()
             except queue.Empty:
                 break
-            if record is not _STOP:
+            if record is not _STOP and self._prepared(record):
                 self.spool.append(record)
                 self.queued += 1
         self._outbox.put(_STOP)
@@ -161,6 +171,8 @@ class Sender:
         return merged
 
     def _handle(self, record: dict[str, Any]) -> None:
+        if not self._prepared(record):
+            return
         if self.queued or self._offline or self.writer is None or self._abandon.is_set():
             self.spool.append(record)
             self.queued += 1
