@@ -110,3 +110,51 @@ def test_several_live_processes_append_without_losing_or_spoiling_a_record(tmp_p
     study = optuna.load_study(study_name="shared", storage=open_storage(url))
     assert len(study.trials) == writers * per_writer
     assert sorted(t.number for t in study.trials) == list(range(writers * per_writer))
+
+
+def test_a_lock_held_by_a_live_process_is_never_broken(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    from tunelab.journal_lock import JournalLock
+
+    journal = tmp_path / "tunelab.journal"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(journal)], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        lock = JournalLock(str(journal), grace_period_s=0.1)  # a grace period long past while we wait
+        got = threading.Event()
+        waiter = threading.Thread(target=lambda: (lock.acquire(), got.set()), daemon=True)
+        with caplog.at_level(logging.WARNING, logger="tunelab.storage"):
+            waiter.start()
+            assert not got.wait(2.0)  # the owner lives: no takeover, however long it holds the lock
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(60)
+            assert got.wait(120)  # ... and once it is gone, at once
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait(60)
+    assert lock.taken_over == 1
+    assert any(f"process {holder.pid}" in r.getMessage() for r in caplog.records)
+
+
+def test_a_lock_whose_owner_cannot_be_checked_is_taken_over_after_the_grace_period(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from tunelab.journal_lock import JournalLock
+
+    journal = tmp_path / "tunelab.journal"
+    journal.write_bytes(b"")
+    for text in (json.dumps({"host": "another-machine", "pid": 1, "start": "5", "pidns": "x"}), ""):
+        Path(f"{journal}.lock").write_text(text)  # a driver on another host; an Optuna lock
+        lock = JournalLock(str(journal), grace_period_s=0.2)
+        with caplog.at_level(logging.WARNING, logger="tunelab.storage"):
+            assert lock.acquire()
+        lock.release()
+        assert not Path(f"{journal}.lock").exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("another-machine" in m and "did not change" in m for m in messages), messages
+    assert any("an unknown process" in m for m in messages), messages
