@@ -66,7 +66,8 @@ def test_a_store_half_created_by_a_killed_process_is_set_aside_and_created_anew(
     killed_while_creating(db, at, "mlflow")
     assert db.exists()  # half made: MLflow creates it in place
     works(f"sqlite:///{db}")
-    assert [p.name.split("-")[0] for p in tmp_path.glob("mlflow.db.broken-*")] == ["mlflow.db.broken"]
+    aside = [p for p in tmp_path.glob("mlflow.db.broken-*") if not p.name.endswith(("-journal", "-wal", "-shm"))]
+    assert len(aside) == 1  # kept, with SQLite's journal of it when there was one
 
 
 @pytest.mark.parametrize("at", [40, 1000])
