@@ -48,7 +48,6 @@ def postgres() -> Iterator[Postgres]:
 def test_two_drivers_share_one_study_and_its_budget(postgres: Postgres, tmp_path: Path) -> None:
     import optuna
 
-    from tunelab import storage
     from tunelab.study import load_study
 
     drivers = []
@@ -63,7 +62,6 @@ def test_two_drivers_share_one_study_and_its_budget(postgres: Postgres, tmp_path
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0, out
 
-    storage._OPEN.clear()
     study = load_study(postgres.url, "shared")
     trials = study.trials()
     assert len(trials) == 40

@@ -79,9 +79,6 @@ def driver(cluster: RayCluster, cwd: Path, *extra: str) -> subprocess.Popen:
 
 
 def trials_of(cwd: Path, name: str) -> list:
-    from tunelab import storage
-
-    storage._OPEN.clear()  # re-read the journal from disk
     return load_study(str(cwd / "tunelab.journal"), name).trials()
 
 

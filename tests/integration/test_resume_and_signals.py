@@ -47,9 +47,6 @@ def states(cwd: Path) -> list[str]:
     path = cwd / "tunelab.journal"
     if not path.exists():
         return []
-    from tunelab import storage
-
-    storage._OPEN.clear()  # re-read the journal from disk
     try:
         return [t.state.value for t in load_study(str(path), "slow").trials()]
     except Exception:  # the study is being created
@@ -88,9 +85,6 @@ def test_kill_9_then_resume(study_dir: Path) -> None:
 
     run = tunelab_cli("run", "study.yaml", cwd=study_dir)
     assert run.returncode == 0, run.stdout + run.stderr
-    from tunelab import storage
-
-    storage._OPEN.clear()
     after = load_study(str(study_dir / "tunelab.journal"), "slow").trials()
     assert not [t for t in after if t.state.value in ("running", "waiting")]
     interrupted = [t for t in after if t.failure_kind == "interrupted"]
@@ -119,9 +113,6 @@ def test_signal_stops_every_child(study_dir: Path, sig: int) -> None:
     out, _ = driver.communicate(timeout=30)
     assert driver.returncode == 130, out
     assert [p for p in pids if alive(p)] == []  # zero processes left, grandchildren included
-    from tunelab import storage
-
-    storage._OPEN.clear()
     trials = load_study(str(study_dir / "tunelab.journal"), "slow").trials()
     assert {t.failure_kind for t in trials if t.state.value == "failed"} == {"interrupted"}
     assert not [t for t in trials if t.state.value == "running"]

@@ -23,7 +23,8 @@ Tracking never stops or slows a study: hooks only queue records for a background
 ``sender``). A call that fails is retried a few times, the outage is reported once, and from
 then on records are queued on disk (``<trial_dir>/<study>/.mlflow/spool.jsonl``) and sent in
 order when the store answers again (tried every ``probe_interval_s``), or by ``tunelab sync``.
-At the end of the study the tracker waits (at most ``close_timeout_s``) for what is left.
+At the end of the study the tracker waits (at most ``close_timeout_s``) for what is left, saying
+how many records it still sends when that takes more than a moment; the rest waits on disk.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tunelab.errors import MissingDependencyError
+from tunelab.tracking.local_store import prepare_local_store
 from tunelab.tracking.sender import Sender
 from tunelab.tracking.settings import MlflowSettings, mlflow_installed
 from tunelab.tracking.spool import RunMap, Spool
@@ -95,9 +97,15 @@ def preload_mlflow(uri: str) -> None:
 
 
 def make_client(uri: str) -> Any:
-    """An ``MlflowClient`` for ``uri``, with MLflow's telemetry off (it must not call out)."""
+    """An ``MlflowClient`` for ``uri``, with MLflow's telemetry off (it must not call out).
+
+    A local SQLite store is created whole first, or repaired when a killed process left it half
+    created (see ``local_store``).
+    """
     preload_mlflow(uri)
     import mlflow
+
+    prepare_local_store(uri)
 
     return mlflow.MlflowClient(tracking_uri=uri)
 
@@ -123,7 +131,7 @@ class MlflowTracker:
         client: Any = None,
         probe_interval_s: float = 10.0,
         retry_delays: tuple[float, ...] = (0.25, 1.0),
-        close_timeout_s: float = 120.0,
+        close_timeout_s: float = 30.0,
     ) -> None:
         if not mlflow_installed():
             raise MissingDependencyError("MLflow tracking is configured but `mlflow` is not installed. "
@@ -266,15 +274,24 @@ class MlflowTracker:
 
     def _submit_report(self, study: "StudyView") -> None:
         path = self.report_path
-        if path is None or not path.exists():
+        if path is not None and path.exists():
+            self._submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
+            return
+        target = self.state_dir / "report.html"
+
+        def write() -> bool:
+            """In the sender thread: the study is over, and the end says it is still sending."""
+            target.unlink(missing_ok=True)
             try:
                 from tunelab.report import write_report
 
-                path = write_report(study, self.state_dir / "report.html")
+                write_report(study, target)
             except Exception as exc:  # noqa: BLE001 - e.g. plotly missing: the runs matter more
                 logger.warning("MLflow: no report artifact (%s: %s).", type(exc).__name__, exc)
-                return
-        self._submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
+                return False
+            return True
+
+        self.sender.put({"op": "artifact", "key": STUDY_KEY, "path": str(target), "dir": None}, prepare=write)
 
     # ---- study state -------------------------------------------------------------------------
 

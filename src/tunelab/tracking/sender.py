@@ -1,9 +1,14 @@
 """A background thread that sends tracking records, so MLflow never slows the tuner loop.
 
-Hooks put records on a queue and return at once. The sender sends them in order; when the store
-cannot be reached (after a few quick retries) it reports the outage once, queues records on
-disk (``Spool``) from then on, and tries the store again every ``probe_interval_s`` (also when
-no new record comes), sending the backlog in order when it answers.
+Hooks put records on a queue and return at once. The sender sends them in order while the
+study runs; reports of one run queued behind a slow store go out together, in one call. When
+the store cannot be reached (after a few quick retries) it reports the outage once, queues
+records on disk (``Spool``) from then on, and tries the store again every ``probe_interval_s``
+(also when no new record comes), sending the backlog in order when it answers.
+
+At the end of the study, what is left is sent within a bounded time: when that takes more than
+a moment, the sender says how many records it is still sending, and whatever it could not send
+in time waits on disk for the next run of the study or ``tunelab sync``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from tunelab.tracking.writer import MlflowWriter, RecordRejected, TrackingUnavai
 logger = logging.getLogger("tunelab.tracking")
 
 _STOP = object()
+
+#: At the end, how long the sender may finish quietly before it says what it is still sending.
+QUIET_END_S = 1.0
+#: Metric rows merged into one call, at most (MLflow takes 1,000 metrics a batch).
+MERGE_ROWS = 1000
 
 
 class Sender:
@@ -46,24 +56,46 @@ class Sender:
         self._warned = False
         self._abandon = threading.Event()
         self._next_probe = 0.0
+        self._carry: Any = None  # a record taken from the queue while merging, handled next
+        self._carrying = threading.Lock()
+        self._in_flight = 0  # a record the thread is sending right now
+        self._prepare: dict[int, Callable[[], bool]] = {}  # id(record) -> its preparation
         self._thread = threading.Thread(target=self._run, name="tunelab-mlflow", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, record: dict[str, Any]) -> None:
+    def put(self, record: dict[str, Any], prepare: Callable[[], bool] | None = None) -> None:
+        """Queue a record. ``prepare`` runs in the sender thread just before the record is sent
+        or queued on disk (e.g. writing the file an artifact record names); when it returns
+        False the record is dropped."""
+        if prepare is not None:
+            self._prepare[id(record)] = prepare
         self._outbox.put(record)
 
-    def close(self, timeout_s: float = 120.0) -> None:
+    def _prepared(self, record: dict[str, Any]) -> bool:
+        prepare = self._prepare.pop(id(record), None)
+        return prepare is None or prepare()
+
+    def pending(self) -> int:
+        """Records not sent yet: in memory and on disk (about: the thread is at work)."""
+        return self._outbox.qsize() + (self._carry is not None) + self._in_flight + self.queued
+
+    def close(self, timeout_s: float = 30.0) -> None:
         """Send what is left and stop. What is not sent within about ``timeout_s`` is queued on
         disk instead (sent by the next run of the study, or ``tunelab sync``)."""
         if self._thread.is_alive():
             self._outbox.put(_STOP)
-            self._thread.join(timeout_s)
+            self._thread.join(min(QUIET_END_S, timeout_s))
+            if self._thread.is_alive():
+                left = max(self.pending() - 1, 1)  # less the stop mark
+                logger.warning("MLflow: sending %d tracking record(s) to MLflow at %s (at most %.0f s more)...",
+                               left, self.uri, max(timeout_s - QUIET_END_S, 0.0))
+                self._thread.join(max(timeout_s - QUIET_END_S, 0.0))
         if self._thread.is_alive():  # the store is slow, or MLflow is still starting up
             self._abandon.set()
             self._spool_outbox()
-            self._thread.join(5.0)
+            self._thread.join(2.0)
         if self.rejected > 3:
             logger.warning("MLflow rejected %d tracking record(s) in all.", self.rejected)
         if self.queued:
@@ -73,12 +105,17 @@ class Sender:
 
     def _spool_outbox(self) -> None:
         """Move the records still in memory to the disk queue (the caller's thread, on close)."""
+        with self._carrying:
+            carried, self._carry = self._carry, None
+        if carried is not None:  # taken from the queue before the ones still in it
+            self.spool.append(carried)
+            self.queued += 1
         while True:
             try:
                 record = self._outbox.get_nowait()
             except queue.Empty:
                 break
-            if record is not _STOP:
+            if record is not _STOP and self._prepared(record):
                 self.spool.append(record)
                 self.queued += 1
         self._outbox.put(_STOP)
@@ -92,7 +129,7 @@ class Sender:
             self._go_offline(exc)
         while True:
             try:
-                record = self._outbox.get(timeout=self.probe_interval_s if self.queued else None)
+                record = self._next(timeout=self.probe_interval_s if self.queued else None)
             except queue.Empty:
                 self._flush()
                 continue
@@ -101,9 +138,41 @@ class Sender:
                     self._next_probe = 0.0
                     self._flush()
                 return
-            self._handle(record)
+            self._in_flight = 1
+            try:
+                self._handle(self._merge_following(record))
+            finally:
+                self._in_flight = 0
+
+    def _next(self, timeout: float | None) -> Any:
+        with self._carrying:
+            record, self._carry = self._carry, None
+        if record is not None:
+            return record
+        return self._outbox.get(timeout=timeout)
+
+    def _merge_following(self, record: Any) -> Any:
+        """Metric reports of one run queued one after another go out as one record."""
+        if not _metrics_only(record):
+            return record
+        merged = record
+        while len(merged["metrics"]) < MERGE_ROWS:
+            try:
+                following = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            if not _metrics_only(following) or following["key"] != record["key"]:
+                with self._carrying:
+                    self._carry = following
+                break
+            if merged is record:
+                merged = {**record, "metrics": list(record["metrics"])}
+            merged["metrics"].extend(following["metrics"])
+        return merged
 
     def _handle(self, record: dict[str, Any]) -> None:
+        if not self._prepared(record):
+            return
         if self.queued or self._offline or self.writer is None or self._abandon.is_set():
             self.spool.append(record)
             self.queued += 1
@@ -168,3 +237,8 @@ class Sender:
             logger.warning("MLflow at %s cannot be reached (%s). The study goes on; tracking records are queued in "
                            "%s and sent when it answers again (or run `tunelab sync`).", self.uri, exc,
                            self.spool.path)
+
+
+def _metrics_only(record: Any) -> bool:
+    return (isinstance(record, dict) and record.get("op") == "log" and bool(record.get("metrics"))
+            and set(record) <= {"op", "key", "metrics"})

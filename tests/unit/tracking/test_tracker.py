@@ -168,9 +168,6 @@ def test_a_resumed_study_goes_on_in_its_parent_run(tmp_path: Path) -> None:
     client = FakeClient()
     run_study(config_for(tmp_path, 2), callbacks=[tracker_for(tmp_path, client)])
     first = client.parent().run_id
-    from tunelab import storage
-
-    storage._OPEN.clear()  # a new process, as far as the storage goes
     study = run_study(config_for(tmp_path, 4), callbacks=[tracker_for(tmp_path, client)])
     assert client.parent().run_id == first
     assert set(client.children()) == {0, 1, 2, 3}
