@@ -22,10 +22,18 @@ class Decision(str, Enum):
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A config the scheduler wants run, optionally warm-started from another trial's checkpoint."""
+    """A config the scheduler wants run, optionally warm-started from another trial's checkpoint.
+
+    ``from_checkpoint`` is the parent trial's number; ``start_step`` the step of the parent's
+    checkpoint the clone continues from (``None``: the parent's last stored report); ``mutations``
+    the readable change log (parameter -> ``"3e-05 --- (* 1.2) --> 3.6e-05"``). The tuner creates
+    one trial for the suggestion and stores all three as its lineage.
+    """
 
     config: Mapping[str, Any]
     from_checkpoint: int | None = None
+    start_step: float | None = None
+    mutations: Mapping[str, str] | None = None
 
 
 @runtime_checkable
