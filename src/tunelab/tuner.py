@@ -29,9 +29,9 @@ from tunelab.executors.base import TrialSpec
 from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
-from tunelab.schedulers.base import Decision
+from tunelab.schedulers.base import Decision, FIFOScheduler, Suggestion
 from tunelab.space import Space
-from tunelab.study import REPORT_PREFIX, StudyView, stored_config, trial_dir_name, trial_info
+from tunelab.study import REPORT_PREFIX, StudyView, reports_of, stored_config, trial_dir_name, trial_info, trial_state
 from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class Tuner:
         on_progress: Callable[[Progress], None] | None = None,
         callbacks: Sequence[Any] = (),
         storage: Any = None,
+        epochs: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.study = study
         self._opened = storage  # the storage the study was opened on (Optuna keeps it private)
@@ -106,6 +108,8 @@ class Tuner:
         self.trials = trials
         self.time_s = time_s
         self.target = target
+        self.epochs = epochs  # a budget of training steps, summed over trials (a clone's own only)
+        self.clock = clock  # seconds, for time budgets, durations and the ETA (simulated in tests)
         self.trial_timeout_s = trial_timeout_s
         self.keep_checkpoints = keep_checkpoints
         self.on_progress = on_progress
@@ -117,8 +121,14 @@ class Tuner:
         self._durations: list[float] = []
         self._best: float | None = None
         self._ranked: list[tuple[float, int, str]] = []  # (score, number, dir) of feasible complete trials
-        self._started = time.monotonic()
+        self._started = clock()
         self._stopping = False
+        self._begun = False
+        self._finished_run = False
+        # Reports of every trial in storage already given to the scheduler: trial number -> count.
+        self._seen_reports: dict[int, tuple[int, State]] = {}
+        self._own: set[int] = set()  # trials this driver ran, or loaded as finished at start
+        self._foreign: dict[int, TrialRecord] = {}  # other drivers' trials, as last read from storage
         self._last_message = ""
         self._new_failures: list[str] = []
         self._reuse_streak = 0  # proposals in a row that repeated a finished config
@@ -128,30 +138,55 @@ class Tuner:
     # ---- the loop --------------------------------------------------------------------------
 
     def run(self) -> StudyView:
-        self._started = time.monotonic()
+        self.begin()
+        try:
+            while self.launch_ready():
+                self.step()
+        finally:
+            self.finish()
+        return StudyView(self.study)
+
+    # run() in parts, so that a test can interleave several drivers on one simulated clock.
+
+    def begin(self) -> None:
+        self._begun = True
+        self._started = self.clock()
         self._recover_interrupted()
         self._load_finished()
+        self._refresh_scheduler()  # trials other drivers are running now
         self._warn_pickled_state()
         if self.callbacks:
             self.callbacks.call("on_study_start", StudyView(self.study))
+
+    def launch_ready(self) -> bool:
+        """Start what the budget and the executor allow; whether any trial runs."""
+        self._check_stop_conditions()
+        while not self._stopping and self.executor.capacity() > 0 and self._budget_left():
+            if not self._launch_next():
+                break
+        self._emit_progress()  # after launching, so "running" counts the new trials
+        return bool(self._live)
+
+    def step(self) -> None:
+        """Wait for the executor's next events and act on them."""
+        for event in self.executor.poll(0.5):
+            self._handle(event)
+
+    def finish(self) -> None:
+        if not self._begun or self._finished_run:
+            return
+        self._finished_run = True
         try:
-            while True:
-                self._check_stop_conditions()
-                while not self._stopping and self.executor.capacity() > 0 and self._budget_left():
-                    if not self._launch_next():
-                        break
-                self._emit_progress()  # after launching, so "running" counts the new trials
-                if not self._live:
-                    break
-                for event in self.executor.poll(0.5):
-                    self._handle(event)
-        finally:
             self._shutdown()
+        finally:
             if self.callbacks:
                 self.callbacks.call("on_study_end", StudyView(self.study))
-        return StudyView(self.study)
 
     def _budget_left(self) -> bool:
+        if self.epochs is not None and self.used_epochs() >= self.epochs:
+            if not self._stopping and not self._live:
+                self._last_message = f"epoch budget of {self.epochs:g} reached"
+            return False
         if self.trials is None:
             return True
         if _optuna.n_trials(self.study, self._opened) < self.trials:
@@ -172,11 +207,23 @@ class Tuner:
             n += 1
         return n
 
+    def used_epochs(self) -> float:
+        """Steps trained so far, summed over the study's trials (from storage, so drivers share
+        the budget): each trial's last reported step, less the step a clone started from."""
+        used = 0.0
+        for t in self.study.get_trials(deepcopy=False):
+            reports = reports_of(t)
+            if not reports:
+                continue
+            start = (t.user_attrs.get("run") or {}).get("start_step") or 0.0
+            used += max(0.0, max(r.step for r in reports) - float(start))
+        return used
+
     def _check_stop_conditions(self) -> None:
         if self._stopping:
             return
         reason = None
-        if self.time_s is not None and time.monotonic() - self._started >= self.time_s:
+        if self.time_s is not None and self.clock() - self._started >= self.time_s:
             reason = "time budget reached"
         elif self.target is not None and self._best is not None and not self.metrics.primary.better(self.target, self._best):
             reason = f"target {self.target:g} reached"
@@ -192,27 +239,19 @@ class Tuner:
         from optuna.trial import TrialState
 
         sampler = self.study.sampler
-        suggestion = self.scheduler.suggest(tuple(self._finished) + tuple(l.record for l in self._live.values()))
-        parent: int | None = None
+        self._refresh_scheduler()
+        suggestion = self.scheduler.suggest(self._history())
         if suggestion is not None:
-            self.study.enqueue_trial(self.space.coerce(suggestion.config), skip_if_exists=False)
-            parent = suggestion.from_checkpoint
-        elif hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study) and not self._has_waiting():
+            return self._launch_suggestion(suggestion)
+        if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study) and not self._has_waiting():
             return False
-        slot = min(set(range(self._workers())) - {live.slot for live in self._live.values()})
+        slot = self._free_slot()
         run: dict[str, Any] = {"slot": slot, "root": str(self.trial_root), "driver": self.driver}
         if self.space.fixed:
             run["fixed"] = self.space.fixed
-        if parent is not None:
-            run["parent"] = parent
         trial, queued = _optuna.ask_with_run(self.study, run, self._opened)
         number = trial.number
-        # Trial numbers come from the storage in order, so a number below the budget can never
-        # exceed it; above, count: another driver may have taken the last of the budget.
-        if self.trials is not None and number >= self.trials and self._counted_trials(below=number) >= self.trials:
-            trial.set_user_attr("failure", {
-                "kind": "cancelled", "message": "the trial budget was used up by another driver"})
-            self.study.tell(trial, state=TrialState.FAIL)
+        if self._over_trial_budget(trial):
             return False
         config = self.space.sample(trial)
         resampled = getattr(sampler, "resampled", lambda n: 0)(number)
@@ -228,17 +267,85 @@ class Tuner:
                 return False
             return True
         self._reuse_streak = 0
+        self._start(trial, config, slot)
+        return True
+
+    def _launch_suggestion(self, suggestion: Suggestion) -> bool:
+        """Run the scheduler's suggestion in a trial created for it, never through the study's
+        queue (where another driver, or this one, would pop a queued retry in its place).
+
+        A clone (``from_checkpoint``) records its lineage in ``run``: ``parent``, ``start_step``
+        (the parent's step it continues from) and ``mutations``. Its config is kept in ``run``
+        and not as Optuna params: it is told its result, so it can win the study, but samplers
+        (TPE, GP) skip trials without the searched params, and so never learn a clone, which
+        did not train from scratch, as an independent point of the space.
+        """
+        config = self.space.coerce(suggestion.config)
+        parent = suggestion.from_checkpoint
+        if isinstance(parent, bool) or not isinstance(parent, int):
+            parent = None
+        slot = self._free_slot()
+        run: dict[str, Any] = {"slot": slot, "root": str(self.trial_root), "driver": self.driver}
+        start_step: float | None = None
+        if parent is None:
+            params = {k: v for k, v in config.items() if k in self.space.searched}
+            if self.space.fixed:
+                run["fixed"] = self.space.fixed
+            trial = _optuna.create_trial(self.study, run, params, self._opened)
+        else:
+            start_step = suggestion.start_step if suggestion.start_step is not None else self._last_step(parent)
+            run.update({"config": config, "parent": parent, "start_step": start_step,
+                        "mutations": dict(suggestion.mutations or {})})
+            trial = _optuna.create_trial(self.study, run, None, self._opened)
+        if self._over_trial_budget(trial):
+            return False
+        if parent is None:
+            config = self.space.sample(trial)  # the fixed params: Optuna records them as the trial's
+        self._start(trial, config, slot, parent, start_step)
+        return True
+
+    def _start(self, trial: "optuna.trial.Trial", config: dict[str, Any], slot: int,
+               parent: int | None = None, start_step: float | None = None) -> None:
+        number = trial.number
         trial_dir = self.trial_root / trial_dir_name(number)
         from_checkpoint = None
-        if isinstance(parent, int) and not isinstance(parent, bool):  # a trial number, maybe read from storage
+        if parent is not None:
+            # The PARENT's checkpoint dir; the executor copies it into the clone's own dir.
             owned = self._owned_dir(str(self.trial_root / trial_dir_name(parent)), parent)
             from_checkpoint = owned / "checkpoint" if owned is not None else None
-        self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot))
+        self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot,
+                                       start_step=start_step))
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
         self._live[number] = _Live(trial, record, slot, trial_dir, _optuna.trial_id_of(trial, self.study, self.storage),
-                                   started=time.monotonic())
+                                   started=self.clock())
+        self._own.add(number)
         self.callbacks.call("on_trial_start", number, config)
-        return True
+
+    def _free_slot(self) -> int:
+        return min(set(range(self._workers())) - {live.slot for live in self._live.values()})
+
+    def _over_trial_budget(self, trial: "optuna.trial.Trial") -> bool:
+        """Trial numbers come from the storage in order, so a number below the budget can never
+        exceed it; above, count: another driver may have taken the last of the budget."""
+        from optuna.trial import TrialState
+
+        number = trial.number
+        if self.trials is not None and number >= self.trials and self._counted_trials(below=number) >= self.trials:
+            trial.set_user_attr("failure", {
+                "kind": "cancelled", "message": "the trial budget was used up by another driver"})
+            self.study.tell(trial, state=TrialState.FAIL)
+            return True
+        return False
+
+    def _last_step(self, number: int) -> float | None:
+        """The last step trial ``number`` reported (its latest checkpoint), from storage."""
+        live = self._live.get(number)
+        if live is not None and live.record.history:
+            return live.record.history[-1].step
+        found = self.study.get_trials(deepcopy=False)
+        frozen = next((t for t in found if t.number == number), None)
+        reports = reports_of(frozen) if frozen is not None else ()
+        return reports[-1].step if reports else None
 
     def _workers(self) -> int:
         return int(getattr(self.executor, "workers", 1))
@@ -250,6 +357,7 @@ class Tuner:
         earlier = completed_keys(self.study, names).get(config_key(config, names))
         if earlier is None or earlier.number == trial.number or earlier.values is None:
             return False
+        self._own.add(trial.number)
         trial.set_user_attr(DUPLICATE_OF, earlier.number)
         if earlier.user_attrs.get("metrics"):
             trial.set_user_attr("metrics", earlier.user_attrs["metrics"])
@@ -271,6 +379,7 @@ class Tuner:
         wanted = config_key(config, names)
         for number, live in self._live.items():
             if config_key(live.record.config, names) == wanted:
+                self._own.add(trial.number)
                 self._twins.setdefault(number, []).append((trial, dict(config)))
                 self._last_message = f"trial {trial.number} repeats running trial {number}: it waits for its result"
                 return True
@@ -287,6 +396,49 @@ class Tuner:
             trial.set_user_attr("failure", {"kind": "cancelled",
                                             "message": f"it repeated trial {number}, which did not complete"})
             self.study.tell(trial, state=TrialState.FAIL)
+
+    # ---- the scheduler's view of the study: every trial in storage -------------------------------
+
+    def _history(self) -> tuple[TrialRecord, ...]:
+        """Every trial the scheduler knows of: this driver's, and other drivers' (from storage)."""
+        known = dict(self._foreign)
+        known.update((r.trial_id, r) for r in self._finished)
+        known.update((n, live.record) for n, live in self._live.items())
+        return tuple(known[n] for n in sorted(known))
+
+    def _refresh_scheduler(self) -> None:
+        """Give the scheduler what other drivers stored since the last refresh (their reports,
+        running or ended), so that every driver on a study decides on the same rungs, medians and
+        population, as Optuna's pruners read the storage. Called before each decision; only
+        trials with new reports or a new state are passed on."""
+        if type(self.scheduler) is FIFOScheduler:
+            return  # it decides nothing: no storage read per report
+        changed: list[TrialRecord] = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number in self._own:
+                continue  # this driver gives its own trials' reports as they come
+            state = trial_state(t)
+            if state == State.WAITING:
+                continue
+            reports = reports_of(t)
+            key = (len(reports), state)
+            if self._seen_reports.get(t.number) == key:
+                continue
+            self._seen_reports[t.number] = key
+            run = t.user_attrs.get("run") or {}
+            failure = (t.user_attrs.get("failure") or {}).get("kind") if state == State.FAILED else None
+            record = TrialRecord(t.number, stored_config(t), state, reports, failure, run.get("parent"))
+            self._foreign[t.number] = record
+            changed.append(record)
+        if not changed:
+            return
+        observe = getattr(self.scheduler, "observe", None)
+        if callable(observe):
+            observe(tuple(changed))
+        else:  # a scheduler without ``observe`` hears of other drivers' trials when they end
+            for record in changed:
+                if record.state not in (State.RUNNING, State.WAITING):
+                    self.scheduler.on_end(record)
 
     def _has_waiting(self) -> bool:
         from optuna.trial import TrialState
@@ -317,6 +469,7 @@ class Tuner:
             live.optuna_step = candidate if candidate > live.optuna_step else live.optuna_step + 1
             self.storage.set_trial_intermediate_value(tid, live.optuna_step, primary)
         live.record = replace(live.record, history=live.record.history + (Report(event.step, dict(event.metrics)),))
+        self._refresh_scheduler()
         stop = self.scheduler.on_result(live.record, event.step, event.metrics) == Decision.STOP
         self.executor.reply(event.trial_id, stop)
         self.callbacks.call("on_result", event.trial_id, event.step, dict(event.metrics))
@@ -368,7 +521,7 @@ class Tuner:
         self._finished.append(record)
         self.scheduler.on_end(record)
         self._counts[state] += 1
-        self._durations.append(time.monotonic() - live.started)
+        self._durations.append(self.clock() - live.started)
         feasible = state == State.COMPLETE and self.metrics.feasible(metrics)
         if feasible and values and not self.metrics.is_multi_objective:
             if self._best is None or self.metrics.primary.better(values[0], self._best):
@@ -446,6 +599,7 @@ class Tuner:
                 record = TrialRecord(info.number, info.config, info.state, info.history, info.failure_kind,
                                      info.parent)
                 self._finished.append(record)
+                self._own.add(info.number)
                 self.scheduler.on_end(record)  # a resumed study's rungs and medians are refilled
         best = view.best_trial
         if best is not None and not self.metrics.is_multi_objective:
@@ -511,12 +665,12 @@ class Tuner:
         if self._durations and self.trials is not None:
             # An estimate from what this driver knows: no storage scan on every progress tick.
             used = len(self._live) + sum(r.failure_kind not in UNCOUNTED_FAILURES for r in self._finished)
-            now = time.monotonic()
+            now = self.clock()
             eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, self.trials - used),
                                [now - live.started for live in self._live.values()], self._workers())
         failures, self._new_failures = tuple(self._new_failures), []
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
-                                  self._counts[State.FAILED], self._best, time.monotonic() - self._started, eta,
+                                  self._counts[State.FAILED], self._best, self.clock() - self._started, eta,
                                   self._last_message, failures))
 
 

@@ -25,6 +25,7 @@ class TrialSpec:
     from_checkpoint: Path | None = None
     timeout: float | None = None
     slot: int | None = None  # the worker slot the tuner chose (the lowest free one)
+    start_step: float | None = None  # a clone's first step is the one after this (the parent's checkpoint)
 
 
 class Executor(Protocol):

@@ -10,12 +10,15 @@ rank because numpy's float position can land a hair past an integer (n=31, rf=3)
 trial. One rule for every ``n``: with fewer than ``rf`` values, only a trial at least as good as
 every value recorded so far goes on. A report that jumps over rungs is judged at each, lowest
 first. A report without the metric goes on; a NaN is stopped; a stopped trial stays stopped.
+
+The rungs hold every trial of the study: the tuner passes other drivers' stored reports to
+``observe`` before each decision, so all drivers on one study judge against the same rungs.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from tunelab.errors import ConfigError
 from tunelab.schedulers.base import BaseScheduler, Decision
@@ -84,11 +87,19 @@ class ASHAScheduler(BaseScheduler):
         return Decision.CONTINUE
 
     def on_end(self, trial: TrialRecord) -> None:
-        # Replaying the history changes nothing for a trial seen live (its rungs are recorded),
-        # and fills the rungs with trials known only from their records, e.g. after a resume.
-        for report in trial.history:
-            if self.on_result(trial, report.step, report.metrics) is Decision.STOP:
-                return
+        self.observe((trial,))
+
+    def observe(self, trials: Sequence[TrialRecord]) -> None:
+        """Record the rung values of trials decided elsewhere (another driver, an earlier run),
+        as stored: each report at the rungs it is the first to reach, with no judgement (their
+        driver judged them). Idempotent, so a trial seen live or twice changes nothing."""
+        for trial in trials:
+            for report in trial.history:
+                value = report.metrics.get(self.metric)
+                if value is None or not math.isfinite(report.step) or math.isnan(float(value)):
+                    continue
+                for k, _level in self._crossed(report.step):
+                    self._rungs.setdefault(k, {}).setdefault(trial.trial_id, self.score(float(value)))
 
     def rung_levels(self, up_to: float | None = None) -> list[float]:
         """The rung steps below ``max_resource`` (and at most ``up_to`` when given)."""

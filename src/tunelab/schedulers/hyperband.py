@@ -15,7 +15,7 @@ weights instead of merely at random, and is never salted per process like ``hash
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tunelab.errors import ConfigError
 from tunelab.schedulers.asha import STEP_TOLERANCE, ASHAScheduler, check_resources
@@ -104,6 +104,13 @@ class HyperbandScheduler(BaseScheduler):
         bracket = self._brackets[self.bracket_of(trial.trial_id)]
         if bracket is not None:
             bracket.on_end(trial)
+
+    def observe(self, trials: Sequence[TrialRecord]) -> None:
+        """Other drivers' stored trials, each to its bracket (see ``ASHAScheduler.observe``)."""
+        for trial in trials:
+            bracket = self._brackets[self.bracket_of(trial.trial_id)]
+            if bracket is not None:
+                bracket.observe((trial,))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings in the form ``make_scheduler`` accepts."""

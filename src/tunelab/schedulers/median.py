@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tunelab.errors import ConfigError
 from tunelab.schedulers.base import BaseScheduler, Decision
@@ -78,9 +78,14 @@ class MedianStoppingScheduler(BaseScheduler):
         return Decision.CONTINUE
 
     def on_end(self, trial: TrialRecord) -> None:
-        curve = self._curve_of(trial)
-        if curve or trial.trial_id not in self._curves:  # an empty record never erases a curve
-            self._curves[trial.trial_id] = curve
+        self.observe((trial,))
+
+    def observe(self, trials: Sequence[TrialRecord]) -> None:
+        """Take the curves of trials run elsewhere (other drivers, running or ended), as stored."""
+        for trial in trials:
+            curve = self._curve_of(trial)
+            if curve or trial.trial_id not in self._curves:  # an empty record never erases a curve
+                self._curves[trial.trial_id] = curve
 
     def to_dict(self) -> dict[str, Any]:
         """The settings in the form ``make_scheduler`` accepts."""
