@@ -219,7 +219,7 @@ def effective_trials(config: StudyConfig) -> int | None:
         return config.budget.trials
     if config.search.sampler == "grid":
         return config.space.grid_size()
-    if config.budget.time_s is None and config.budget.target is None:
+    if config.budget.time_s is None and config.budget.target is None and config.budget.epochs is None:
         return DEFAULT_TRIALS
     return None
 
@@ -274,7 +274,7 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
     executor = make_executor(config.objective, execution)
     tuner = Tuner(study=study, space=config.space, metrics=config.metrics, executor=executor, scheduler=scheduler,
                   trial_root=trial_root, trials=trials, time_s=config.budget.time_s, target=config.budget.target,
-                  trial_timeout_s=execution.timeout_s, keep_checkpoints=execution.keep_checkpoints,
+                  epochs=config.budget.epochs, trial_timeout_s=execution.timeout_s, keep_checkpoints=execution.keep_checkpoints,
                   on_progress=on_progress, callbacks=callbacks)
     if on_start is not None:
         on_start(StudyView(study), trials)

@@ -41,6 +41,9 @@ class Budget:
     trials: int | None = None
     time_s: float | None = None
     target: float | None = None
+    #: Training steps (epochs, or the objective's step unit) summed over trials; a clone counts
+    #: only the steps it trained itself.
+    epochs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -372,9 +375,10 @@ def parse_search(raw: Any, metrics: MetricSet) -> Search:
 def parse_budget(raw: Any, metrics: MetricSet) -> Budget:
     if not isinstance(raw, Mapping):
         raise ConfigError("budget", f"is {shown(raw)}, but must be a mapping.", "write e.g. `{trials: 20, time: 2h}`.")
-    unknown = sorted(str(k) for k in raw if k not in ("trials", "time", "target"))
+    unknown = sorted(str(k) for k in raw if k not in ("trials", "time", "target", "epochs"))
     if unknown:
-        raise ConfigError(f"budget.{unknown[0]}", "is not a budget field.", "use `trials`, `time` or `target`.")
+        raise ConfigError(f"budget.{unknown[0]}", "is not a budget field.",
+                          "use `trials`, `time`, `epochs` or `target`.")
     trials = None
     if raw.get("trials") is not None:
         trials = _positive_int("budget.trials", raw["trials"], MAX_TRIALS,
@@ -385,7 +389,13 @@ def parse_budget(raw: Any, metrics: MetricSet) -> Budget:
         if metrics.is_multi_objective:
             raise ConfigError("budget.target", "needs a single optimized metric.", "drop it for a multi-objective study.")
         target = _finite_number("budget.target", target, "give the metric value that ends the study, e.g. 0.95.")
-    return Budget(trials, time_s, target)
+    epochs = None
+    if raw.get("epochs") is not None:
+        fix = "give the training steps all trials may use together, in the objective's step unit, e.g. 60."
+        epochs = _finite_number("budget.epochs", raw["epochs"], fix)
+        if not epochs > 0:
+            raise ConfigError("budget.epochs", f"is {shown(raw['epochs'])}, but must be a number > 0.", fix)
+    return Budget(trials, time_s, target, epochs)
 
 
 def parse_execution(raw: Any) -> Execution:

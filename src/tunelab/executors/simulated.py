@@ -93,13 +93,15 @@ class SimulatedExecutor:
         self._heap: list[tuple[float, int, int]] = []  # (time, tiebreak, trial_id): the trial's next event
         self._order = itertools.count()
         self._pending: list[Event] = []
+        self._ending: dict[int, int] = {}  # trial id -> slot of trials whose Ended waits in _pending
         self.launched: list[TrialSpec] = []  # every spec launched, in order (for tests)
 
     def capacity(self) -> int:
-        return self.workers - len(self._running)
+        # A trial holds its worker until its Ended event is handed over, as with real executors.
+        return self.workers - len(self._running) - sum(isinstance(e, Ended) for e in self._pending)
 
     def launch(self, spec: TrialSpec) -> int:
-        taken = {t.slot for t in self._running.values()}
+        taken = {t.slot for t in self._running.values()} | set(self._ending.values())
         slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - taken)
         start = getattr(spec, "start_step", None)
         first = 0 if start is None else next((i for i, s in enumerate(self.steps) if s > start), len(self.steps))
@@ -131,6 +133,7 @@ class SimulatedExecutor:
             self.clock.advance_to(when)
             self._fire(trial, when)
         events, self._pending = self._pending, []
+        self._ending.clear()
         return events
 
     def reply(self, trial_id: int, stop: bool) -> None:
@@ -177,6 +180,7 @@ class SimulatedExecutor:
     def _end(self, trial: _Trial, state: State, metrics: Mapping[str, float], kind: str | None = None,
              message: str = "") -> None:
         self._running.pop(trial.spec.trial_id, None)
+        self._ending[trial.spec.trial_id] = trial.slot
         self._pending.append(Ended(trial.spec.trial_id, state, dict(metrics), kind, message))
 
 
@@ -187,22 +191,17 @@ def _plain(step: float) -> float:
 
 def interleave(tuners: Sequence[Any], executors: Sequence[SimulatedExecutor]) -> None:
     """Run several ``Tuner``s (drivers on one study) on one simulated clock, always stepping the
-    one whose executor has the earliest next event, so their storage writes interleave as the
-    clock says. Each tuner must use the matching executor."""
+    one whose executor has the earliest next event, so that their storage writes interleave as
+    the clock says. ``executors[i]`` is the one ``tuners[i]`` runs on; they share the clock."""
     for tuner in tuners:
         tuner.begin()
     active = list(range(len(tuners)))
     try:
         while active:
-            # Launch first everywhere (a driver with nothing running has no next event yet).
-            for i in list(active):
-                if not tuners[i].launch_ready():
-                    active.remove(i)
-            if not active:
-                break
-            i = min(active, key=lambda j: (executors[j].next_event_time(), j))
-            if not tuners[i].step():
-                active.remove(i)
+            # Launch everywhere first: a driver with nothing running has no next event yet.
+            active = [i for i in active if tuners[i].launch_ready()]
+            if active:
+                tuners[min(active, key=lambda j: (executors[j].next_event_time(), j))].step()
     finally:
         for tuner in tuners:
             tuner.finish()

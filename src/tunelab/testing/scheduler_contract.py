@@ -1,11 +1,13 @@
 """The scheduler contract, reusable by every scheduler (like Optuna's ``pytest_samplers``).
 
-``replay`` runs a simulated asynchronous tuner: a few workers, trials at different speeds on a
-simulated clock, synthetic learning curves, no processes and no sleeps. It asks ``suggest``
-whenever a worker frees (launching a clone from a checkpoint when it gets one), feeds every
-report to ``on_result``, stops a trial when told to, and hands each finished record to
-``on_end``. ``check_scheduler_contract`` drives a scheduler factory through it and checks the
-protocol. In a test::
+``replay`` drives the REAL ``Tuner`` with a scheduler: an in-memory Optuna study, a sampler
+that proposes the given configs in order, and the ``SimulatedExecutor`` (synthetic learning
+curves, trials at different speeds on a simulated clock; no process, no sleep). So the
+scheduler's ``suggest`` is asked when a worker frees (a clone starts from its parent's
+checkpoint step), every report reaches ``on_result`` after it is stored, a STOP prunes the
+trial, and each finished record goes to ``on_end``: exactly what a study does.
+``check_scheduler_contract`` drives a scheduler factory through it and checks the protocol.
+In a test::
 
     @pytest.mark.parametrize("make", [lambda metric, mode: MyScheduler(metric, mode)])
     def test_contract(make):
@@ -14,12 +16,10 @@ protocol. In a test::
 
 from __future__ import annotations
 
-import heapq
-import itertools
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
+from tunelab.metrics import MetricSet
 from tunelab.schedulers.base import Decision, Scheduler, Suggestion
 from tunelab.trial import FailureKind, Report, State, TrialRecord
 
@@ -57,6 +57,36 @@ class Replay:
         return tuple(self.decisions), tuple(self.suggestions), tuple(self.records.values())
 
 
+class Recording:
+    """A scheduler that records what the one it wraps decides and suggests (and checks the
+    types of its answers), forwarding everything else (``observe``, ``to_dict``)."""
+
+    def __init__(self, inner: Scheduler, out: Replay) -> None:
+        self.inner = inner
+        self.out = out
+
+    def suggest(self, history: Sequence[TrialRecord]) -> Suggestion | None:
+        suggestion = self.inner.suggest(history)
+        if suggestion is not None:
+            assert isinstance(suggestion, Suggestion), f"suggest returned {suggestion!r}"
+            parent = suggestion.from_checkpoint
+            assert parent is None or parent in {r.trial_id for r in history}, f"checkpoint of unknown trial {parent}"
+            self.out.suggestions.append(suggestion)
+        return suggestion
+
+    def on_result(self, trial: TrialRecord, step: float, metrics: Mapping[str, float]) -> Decision:
+        decision = self.inner.on_result(trial, step, metrics)
+        assert isinstance(decision, Decision), f"on_result returned {decision!r}"
+        self.out.decisions.append((trial.trial_id, step, decision))
+        return decision
+
+    def on_end(self, trial: TrialRecord) -> None:
+        assert self.inner.on_end(trial) is None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def replay(
     scheduler: Scheduler,
     configs: Sequence[Mapping[str, Any]],
@@ -67,84 +97,44 @@ def replay(
     workers: int = 3,
     step_seconds: Callable[[int], float] = lambda trial_id: 1.0 + 0.5 * (trial_id % 3),
     trials: int | None = None,
+    mode: str | None = None,
 ) -> Replay:
-    """Run ``configs`` (then scheduler suggestions) on a simulated clock; see the module doc.
+    """Run ``configs`` (then scheduler suggestions) through the real ``Tuner``; see the module doc.
 
     Args:
         scheduler: The scheduler under test.
-        configs: What the sampler would propose, in order.
+        configs: What the sampler proposes, in order.
         value: The metric of a config at a step.
         metric: Name under which ``value`` is reported.
         steps: The report steps of a full trial.
         workers: Trials running at once.
         step_seconds: Simulated seconds one step of a trial takes (uneven, so results interleave).
         trials: Budget of trials, clones included; defaults to ``len(configs)``.
+        mode: The study's direction; defaults to the scheduler's ``mode`` (or maximize).
     """
+    from tunelab.testing.simulate import simulated_tuner
+
     out = Replay()
-    pending = deque(configs)
-    budget = len(configs) if trials is None else trials
-    clock: list[tuple[float, int, int, int]] = []  # (time, tiebreak, trial_id, index into steps)
-    order = itertools.count()
+    goal = mode or getattr(scheduler, "mode", "maximize")
+    sim = simulated_tuner(
+        curve=lambda c, s: {metric: value(c, s)}, steps=steps, scheduler=Recording(scheduler, out),  # type: ignore[arg-type]
+        metrics=MetricSet.parse([{"name": metric, "goal": goal}]), configs=configs, workers=workers,
+        step_seconds=lambda tid, _c: step_seconds(tid), trials=len(configs) if trials is None else trials,
+    )
+    sim.tuner.run()
+    from tunelab.study import StudyView
 
-    def launch(now: float) -> None:
-        if len(out.records) >= budget:
-            return
-        suggestion = scheduler.suggest(tuple(out.records.values()))
-        if suggestion is None:
-            if not pending:
-                return
-            config, parent, first = pending.popleft(), None, 0
-        else:
-            assert isinstance(suggestion, Suggestion), f"suggest returned {suggestion!r}"
-            parent = suggestion.from_checkpoint
-            assert parent is None or parent in out.records, f"checkpoint of unknown trial {parent}"
-            config, first = dict(suggestion.config), _resume_index(out.records, parent, steps)
-            out.suggestions.append(suggestion)
-        trial_id = len(out.records)
-        out.records[trial_id] = TrialRecord(trial_id, dict(config), parent_id=parent)
-        if first >= len(steps):  # cloned from a finished trial: nothing left to train
-            finish(trial_id, State.COMPLETE, now)
-        else:
-            heapq.heappush(clock, (now + step_seconds(trial_id), next(order), trial_id, first))
-
-    def finish(trial_id: int, state: State, now: float) -> None:
-        out.records[trial_id] = replace(out.records[trial_id], state=state)
-        scheduler.on_end(out.records[trial_id])
-        launch(now)
-
-    for _ in range(workers):
-        launch(0.0)
-    while clock:
-        now, _, trial_id, index = heapq.heappop(clock)
-        record = out.records[trial_id]
-        metrics = {metric: value(record.config, steps[index])}
-        record = replace(record, history=record.history + (Report(steps[index], metrics),))
-        out.records[trial_id] = record
-        decision = scheduler.on_result(record, steps[index], metrics)
-        assert isinstance(decision, Decision), f"on_result returned {decision!r}"
-        out.decisions.append((trial_id, steps[index], decision))
-        if decision is Decision.STOP:
-            finish(trial_id, State.PRUNED, now)
-        elif index + 1 == len(steps):
-            finish(trial_id, State.COMPLETE, now)
-        else:
-            heapq.heappush(clock, (now + step_seconds(trial_id), next(order), trial_id, index + 1))
+    for info in StudyView(sim.study).trials():
+        out.records[info.number] = TrialRecord(info.number, info.config, info.state, info.history,
+                                               info.failure_kind, info.parent)
     return out
-
-
-def _resume_index(records: Mapping[int, TrialRecord], parent: int | None, steps: Sequence[float]) -> int:
-    """Index of the first step after the checkpoint's last report (0 without a checkpoint)."""
-    if parent is None or not records[parent].history:
-        return 0
-    last = records[parent].history[-1].step
-    return next((i for i, s in enumerate(steps) if s > last), len(steps))
 
 
 def check_scheduler_contract(make: MakeScheduler, *, best_survives: bool = True) -> None:
     """Check that ``make(metric, mode)`` builds a scheduler that keeps the protocol.
 
     Checks: it is a ``Scheduler`` with a ``repr`` (and a ``to_dict`` with a ``type`` if it has
-    one); through ``replay`` it returns a ``Decision`` for every report and ``None`` or a
+    one); through ``replay`` (the real ``Tuner``) it returns a ``Decision`` for every report and ``None`` or a
     ``Suggestion`` from ``suggest``; two fresh instances decide identically (determinism);
     minimizing the negated curves gives the same decisions as maximizing (mode mirror); a
     report without the metric is answered CONTINUE; ``on_end`` takes records of every final
