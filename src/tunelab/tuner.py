@@ -420,11 +420,11 @@ class Tuner:
             state = trial_state(t)
             if state == State.WAITING:
                 continue
-            reports = reports_of(t)
-            key = (len(reports), state)
+            key = (len(t.system_attrs), state)  # a report is a system attr: parse only what changed
             if self._seen_reports.get(t.number) == key:
                 continue
             self._seen_reports[t.number] = key
+            reports = reports_of(t)
             run = t.user_attrs.get("run") or {}
             failure = (t.user_attrs.get("failure") or {}).get("kind") if state == State.FAILED else None
             record = TrialRecord(t.number, stored_config(t), state, reports, failure, run.get("parent"))
@@ -515,7 +515,8 @@ class Tuner:
             if kind == "interrupted":
                 # Queued before the trial is told: a kill between the two writes leaves a running
                 # trial that the next start recovers (and does not queue twice), never a lost retry.
-                self._requeue(live.record.trial_id, live.record.config, retried=self._is_retry(live.trial))
+                self._requeue(live.record.trial_id, live.record.config,
+                              retried=self._is_retry(live.trial) or live.record.parent_id is not None)
             self.study.tell(live.trial, state=TrialState.FAIL)
         record = replace(live.record, state=state, failure_kind=kind)
         self._finished.append(record)
@@ -552,7 +553,8 @@ class Tuner:
                 continue  # another driver has just asked for it and is about to record itself
             if driver_alive(driver) is not False:
                 continue  # its driver still runs (here or on another machine)
-            if self.space.searched and not t.params:
+            run = t.user_attrs.get("run") or {}
+            if self.space.searched and not t.params and not run.get("config"):  # a clone keeps its config in run
                 # The driver died between taking the trial and choosing its config: it never ran.
                 ended = _optuna.mark_ended(self.study, t, {"failure": {
                     "kind": "cancelled", "message": "the driver stopped before this trial started"}},
@@ -566,7 +568,9 @@ class Tuner:
                 continue
             # The retry is queued before the trial is marked: a kill between the two writes is
             # recovered by the next start, which finds the retry already queued.
-            self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs)
+            # A clone is not queued again: run cold, its config would be another, untrained point;
+            # its scheduler decides what takes its place.
+            self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs or run.get("parent") is not None)
             _optuna.mark_ended(self.study, t, {"failure": {
                 "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
                 TrialState.FAIL, self.storage)

@@ -268,3 +268,24 @@ def test_a_driver_killed_mid_study_is_continued_by_a_new_one() -> None:
     assert len(counted) == 12
     # The new driver's rungs hold the dead one's reports: its decisions are one scheduler's.
     assert [d for *_, d in log.decisions] == decided_alone(SCHEDULERS["asha"], log, second.study)
+
+
+def test_a_clone_left_running_by_a_dead_driver_is_interrupted_and_not_run_again_cold() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    configs = [{"a": 0.5, "b": 0.3}, {"a": 0.6, "b": 0.9}]
+    first = simulated_tuner(curve=score, steps=STEPS, scheduler=CloneAt3(), metrics=SCORE, configs=configs,
+                            storage=storage, workers=2, trials=3)
+    first.tuner.driver = DEAD
+    first.tuner.begin()
+    while not any((t.user_attrs.get("run") or {}).get("parent") == 0 and t.intermediate_values
+                  for t in first.study.get_trials()):
+        assert first.tuner.launch_ready()
+        first.tuner.step()
+    second = simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE,
+                             configs=configs, storage=storage, trials=3)
+    second.tuner.begin()  # recovers the dead driver's trials
+    clone = second.study.get_trials()[2]
+    assert clone.state == TrialState.FAIL and clone.user_attrs["failure"]["kind"] == "interrupted"
+    retries = [t.user_attrs["retry_of"] for t in second.study.get_trials() if "retry_of" in t.user_attrs]
+    assert 2 not in retries  # the clone's config is not queued to run from scratch
+    second.tuner.finish()
