@@ -7,7 +7,10 @@ that were running as ``failed: interrupted`` and queues their configs again, onc
 trial taken by a driver that died before starting it goes back to the queue as it was).
 
 A config that repeats a complete trial's is not run: the trial records the earlier result
-(``duplicate_of``). Directories read from storage are used only inside the trial root, and
+(``duplicate_of``). A scheduler's suggestion runs in a trial created for it, with its lineage
+(parent, start step, mutations) in the ``run`` attribute; before each decision the scheduler
+is given what other drivers stored, so all drivers decide alike. Time is read from ``clock``
+(a simulated one in tests). Directories read from storage are used only inside the trial root, and
 Optuna's private API is reached only through ``tunelab._optuna``.
 """
 
@@ -125,7 +128,7 @@ class Tuner:
         self._stopping = False
         self._begun = False
         self._finished_run = False
-        # Reports of every trial in storage already given to the scheduler: trial number -> count.
+        # Other drivers' trials as last given to the scheduler: number -> (system attrs, state).
         self._seen_reports: dict[int, tuple[int, State]] = {}
         self._own: set[int] = set()  # trials this driver ran, or loaded as finished at start
         self._foreign: dict[int, TrialRecord] = {}  # other drivers' trials, as last read from storage
