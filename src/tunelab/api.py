@@ -199,11 +199,19 @@ class _PythonDisplay:
     def finish(self, view: StudyView) -> None:
         from tunelab.display import summary
 
+        from tunelab.failures import no_completion_summary
+
         text = summary(view, _time.monotonic() - self.started)
         for line in text.splitlines():
             logger.info(line)
         if self.progress:
             print(text, flush=True)
+        trials = view.trials()
+        dirs = {t.number: t.trial_dir for t in trials}
+        nothing = no_completion_summary(trials, hint=lambda n: f"the whole log: {Path(dirs[n]) / 'trial.log'}"
+                                        if dirs.get(n) else "see study.trials()")
+        if nothing is not None:  # the CLI exits 1 here; tune() returns the study and says why it is empty
+            warn(nothing)
 
 
 def load_study(storage: str | None = None, name: str | None = None) -> StudyView:

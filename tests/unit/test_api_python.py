@@ -123,3 +123,18 @@ def test_a_non_callable_objective_is_a_config_error(tmp_path, monkeypatch) -> No
         tunelab.tune("train", {"x": {"float": [0, 1]}}, metrics=LOSS)
     assert err.value.field == "objective" and "not callable" in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tune_where_no_trial_completed_warns_at_the_callers_line_naming_the_failure(tmp_path) -> None:
+    import warnings as _warnings
+
+    def typo(config, reporter):
+        return {"loss": config["learning_rat"]}
+
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        study = tunelab.tune(typo, {"x": {"float": [0.0, 1.0]}}, metrics="loss", trials=2, backend="inprocess",
+                             storage="memory", progress=False, trial_dir=str(tmp_path))
+    assert study.best_config is None
+    said = [w for w in caught if "no trial completed" in str(w.message)]
+    assert len(said) == 1 and "KeyError" in str(said[0].message) and said[0].filename == __file__
