@@ -26,7 +26,7 @@ from tunelab.errors import TrialFailed, TrialPruned
 from tunelab.nlp import allocator, fastpath
 from tunelab.nlp.batching import grouped_batches, pad_batch, sorted_batches, to_tensors
 from tunelab.nlp.cache import TokenCache, TokenizedSplit
-from tunelab.nlp.checkpoint import BEST, LATEST, RNG, load_tree, model_dir, read_state, save_checkpoint, save_latest, versions
+from tunelab.nlp.checkpoint import BEST, LATEST, OPTIMIZER, RNG, load_tree, model_dir, read_state, save_checkpoint, save_latest, versions
 from tunelab.nlp.faults import Faults
 from tunelab.nlp.metrics import EVAL_METRICS, classification_metrics
 from tunelab.nlp.model import Precision, choose_device, choose_precision, load_model, make_optimizer, quiet_transformers
@@ -345,7 +345,7 @@ class TrainLoop:
 
         state = read_state(directory)
         assert state is not None
-        self.optimizer.load_state_dict(load_tree(directory, "optimizer"))
+        self.optimizer.load_state_dict(load_tree(directory, OPTIMIZER))
         decays = [self.s.weight_decay, 0.0]  # make_optimizer's groups: decayed, then 1-d parameters
         for group, decay in zip(self.optimizer.param_groups, decays):
             group.update(weight_decay=decay, betas=(self.s.adam_beta1, self.s.adam_beta2), eps=self.s.adam_epsilon,

@@ -160,3 +160,21 @@ def test_a_restore_point_with_weights_only_warm_starts(tmp_path: Path, tiny_mode
     obj(warm.config, warm)
     assert [s for s, _ in warm.channel.results] == [1.0]
     assert warm.channel.results[0][1]["accuracy"] == pytest.approx(result["accuracy"], abs=0.05)
+
+
+def test_the_fp16_grad_scaler_state_round_trips_through_json() -> None:
+    import torch
+
+    from tunelab.nlp.checkpoint import unflatten
+    from tunelab.nlp.train import _jsonable
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    param = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scaler.scale(param.sum()).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    stored = json.loads(json.dumps(_jsonable(scaler.state_dict())))
+    restored = torch.amp.GradScaler("cpu")
+    restored.load_state_dict(unflatten(stored, {}))
+    assert restored.state_dict() == scaler.state_dict() and restored.get_scale() == 1024.0
