@@ -72,7 +72,8 @@ def test_a_clone_continues_its_parent_exactly_from_its_own_copy(tmp_path: Path) 
         ended = _drive(executor, on_result)
     finally:
         executor.shutdown()
-    assert ended[0].state == State.COMPLETE and ended[1].state == State.COMPLETE, (ended, (root / "trial_0001" / "trial.log").read_text())
+    log = (root / "trial_0001" / "trial.log").read_text()
+    assert ended[0].state == State.COMPLETE and ended[1].state == State.COMPLETE, (ended, log)
     assert [s for s, _ in reports[1]] == [2.0, 3.0]  # the clone's reports continue at the parent's step
     strip = lambda rs: [(s, {k: v for k, v in m.items() if "second" not in k}) for s, m in rs]  # noqa: E731
     assert strip(reports[1]) == strip(reports[0][1:])  # same config: it continues exactly as the parent did

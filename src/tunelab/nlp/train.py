@@ -26,7 +26,8 @@ from tunelab.errors import TrialFailed, TrialPruned
 from tunelab.nlp import allocator, fastpath
 from tunelab.nlp.batching import grouped_batches, pad_batch, sorted_batches, to_tensors
 from tunelab.nlp.cache import TokenCache, TokenizedSplit
-from tunelab.nlp.checkpoint import BEST, LATEST, OPTIMIZER, RNG, load_tree, model_dir, read_state, save_checkpoint, save_latest, versions
+from tunelab.nlp.checkpoint import (BEST, LATEST, OPTIMIZER, RNG, flatten, load_tree, model_dir, read_state,
+                                    save_checkpoint, save_latest, unflatten, versions)
 from tunelab.nlp.faults import Faults
 from tunelab.nlp.metrics import EVAL_METRICS, classification_metrics
 from tunelab.nlp.model import Precision, choose_device, choose_precision, load_model, make_optimizer, quiet_transformers
@@ -314,7 +315,8 @@ class TrainLoop:
             "updates_per_epoch": self.updates_per_epoch,
             # The data order: the generator as it was before this epoch's order was drawn, and
             # how many of the epoch's updates are done.
-            "data": {"rng": _jsonable(self.epoch_rng), "skip": self.in_epoch, "now": _jsonable(self.rng.bit_generator.state),
+            "data": {"rng": _jsonable(self.epoch_rng), "skip": self.in_epoch,
+                     "now": _jsonable(self.rng.bit_generator.state),
                      "batch_size": self.s.per_device_train_batch_size,
                      "accumulation": self.s.gradient_accumulation_steps, "examples": len(self.train_split)},
             "scheduler": _jsonable(self.scheduler.state_dict()),
@@ -341,8 +343,6 @@ class TrainLoop:
         """
         from safetensors.torch import load_file
 
-        from tunelab.nlp.checkpoint import unflatten
-
         state = read_state(directory)
         assert state is not None
         self.optimizer.load_state_dict(load_tree(directory, OPTIMIZER))
@@ -352,7 +352,8 @@ class TrainLoop:
                          initial_lr=self.s.learning_rate)
         self.scheduler.load_state_dict(unflatten(state["scheduler"], {}))
         self.scheduler.base_lrs = [self.s.learning_rate for _ in self.optimizer.param_groups]
-        lrs = [base * fn(self.scheduler.last_epoch) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        step = self.scheduler.last_epoch
+        lrs = [base * fn(step) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         self.scheduler._last_lr = lrs  # what get_last_lr() returns, as step() would have set it
@@ -412,8 +413,6 @@ class TrainLoop:
 
 
 def _jsonable(obj: Any) -> Any:
-    from tunelab.nlp.checkpoint import flatten
-
     tensors: dict[str, Any] = {}
     out = flatten(obj, tensors)
     if tensors:

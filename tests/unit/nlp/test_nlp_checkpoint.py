@@ -55,7 +55,8 @@ def test_one_epoch_then_resume_equals_two_epochs_straight(tmp_path: Path, tiny_m
     obj(resumed.config, resumed)
     assert [s for s, _ in resumed.channel.results] == [2.0]  # the step count continues
     assert _strip(resumed.channel.results) == _strip(straight.channel.results[1:])  # bit for bit
-    a, b = _weights(tmp_path / "straight" / "checkpoint" / "latest"), _weights(tmp_path / "resumed" / "checkpoint" / "latest")
+    a = _weights(tmp_path / "straight" / "checkpoint" / "latest")
+    b = _weights(tmp_path / "resumed" / "checkpoint" / "latest")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     end = json.loads((tmp_path / "resumed" / "checkpoint" / "latest" / "trainer_state.json").read_text())
     assert end["update"] == 40 and end["scheduler"]["last_epoch"] == 40
