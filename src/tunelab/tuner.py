@@ -28,7 +28,7 @@ from tunelab import _optuna
 from tunelab.callbacks import CallbackList
 from tunelab.cma import pickled_state_keys
 from tunelab.driver import driver_alive, this_driver
-from tunelab.executors.base import TrialSpec
+from tunelab.executors.base import RESTORE, TrialSpec, copy_parent_checkpoint
 from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
@@ -124,6 +124,7 @@ class Tuner:
         self._durations: list[float] = []
         self._best: float | None = None
         self._ranked: list[tuple[float, int, str]] = []  # (score, number, dir) of feasible complete trials
+        self._held_back: dict[int, tuple[str, bool]] = {}  # pinned checkpoints to delete later (dir, whole)
         self._started = clock()
         self._stopping = False
         self._begun = False
@@ -311,13 +312,9 @@ class Tuner:
                parent: int | None = None, start_step: float | None = None) -> None:
         number = trial.number
         trial_dir = self.trial_root / trial_dir_name(number)
-        from_checkpoint = None
-        if parent is not None:
-            # The PARENT's checkpoint dir; the executor copies it into the clone's own dir.
-            owned = self._owned_dir(str(self.trial_root / trial_dir_name(parent)), parent)
-            from_checkpoint = owned / "checkpoint" if owned is not None else None
+        from_checkpoint, start_step = self._restore_point(number, parent, trial_dir, start_step)
         self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot,
-                                       start_step=start_step))
+                                       start_step))
         record = TrialRecord(number, config, State.RUNNING, (), None, parent)
         self._live[number] = _Live(trial, record, slot, trial_dir, _optuna.trial_id_of(trial, self.study, self.storage),
                                    started=self.clock())
@@ -349,6 +346,22 @@ class Tuner:
         frozen = next((t for t in found if t.number == number), None)
         reports = reports_of(frozen) if frozen is not None else ()
         return reports[-1].step if reports else None
+
+    def _restore_point(self, number: int, parent: Any, trial_dir: Path,
+                       start_step: float | None) -> tuple[Path | None, float | None]:
+        """A clone's copy of its parent's checkpoint, made in its own directory before it starts
+        (so the parent's later saves and retention cannot touch it), and the step it continues
+        at: the copied state's own step when it records one."""
+        if not isinstance(parent, int) or isinstance(parent, bool):  # a trial number, maybe read from storage
+            return None, start_step
+        owned = self._owned_dir(str(self.trial_root / trial_dir_name(parent)), parent)
+        if owned is None:
+            return None, start_step
+        restore, step = copy_parent_checkpoint(owned / "checkpoint", trial_dir)
+        if restore is None:
+            warnings.warn(f"trial {number} continues trial {parent}, which left no checkpoint at "
+                          f"{owned / 'checkpoint'}; it starts from scratch.", stacklevel=2)
+        return restore, step if step is not None else start_step
 
     def _workers(self) -> int:
         return int(getattr(self.executor, "workers", 1))
@@ -620,27 +633,53 @@ class Tuner:
     # ---- retention and shutdown -------------------------------------------------------------
 
     def _apply_retention(self, number: int, trial_dir: str, values: list[float] | None) -> None:
-        """Keep the checkpoints of the best k trials; delete the rest as trials finish."""
+        """Keep the best k trials' checkpoints (their ``best/``); as trials finish, delete the
+        rest, and the finished trial's ``latest/`` and ``restore/``, which only resuming or
+        cloning needs. A trial that a queued clone will copy is pinned: its checkpoint is kept
+        whole until the clone has its own copy (deletions it held back are retried here)."""
         if self.metrics.is_multi_objective:
             view = StudyView(self.study)
             front = {t.number for t in view.best_trials}
-            dropped = [t.trial_dir for t in view.trials()
+            dropped = [(t.number, t.trial_dir) for t in view.trials()
                        if t.number not in front and t.trial_dir and t.state not in (State.RUNNING, State.WAITING)]
         elif values is None:
-            dropped = [trial_dir]
+            dropped = [(number, trial_dir)]
         else:
             sign = 1.0 if self.metrics.primary.goal == "maximize" else -1.0
             self._ranked.append((sign * values[0], number, trial_dir))
             self._ranked.sort(key=lambda r: (-r[0], r[1]))
-            dropped = [d for _, _, d in self._ranked[self.keep_checkpoints:]]
+            dropped = [(n, d) for _, n, d in self._ranked[self.keep_checkpoints:]]
             self._ranked = self._ranked[: self.keep_checkpoints]
-        for directory in dropped:
-            owned = self._owned_dir(directory) if directory else None
+        pinned = self._pinned()
+        todo = {**self._held_back, **{n: (d, True) for n, d in dropped if d}}
+        if number not in todo and trial_dir:
+            todo[number] = (trial_dir, False)  # kept: only its latest/ and restore/ go
+        self._held_back = {}
+        for n, (directory, whole) in todo.items():
+            owned = self._owned_dir(directory, n)
             if owned is None:
                 continue
+            if n in pinned:
+                self._held_back[n] = (directory, whole)
+                continue
             checkpoint = owned / "checkpoint"
-            if checkpoint.is_dir() and not checkpoint.is_symlink():
-                shutil.rmtree(checkpoint, ignore_errors=True)
+            parts = [checkpoint] if whole else [checkpoint / "latest"]
+            for part in [*parts, owned / RESTORE]:
+                if part.is_dir() and not part.is_symlink():
+                    shutil.rmtree(part, ignore_errors=True)
+
+    def _pinned(self) -> set[int]:
+        """Trials whose checkpoint a clone still has to copy: the parents of queued clones
+        (a running clone has its copy: it was made before it started)."""
+        from optuna.trial import TrialState
+
+        parents = set()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            lineage = t.user_attrs.get("lineage")
+            for parent in (t.user_attrs.get("parent"), lineage.get("parent") if isinstance(lineage, Mapping) else None):
+                if isinstance(parent, int) and not isinstance(parent, bool):
+                    parents.add(parent)
+        return parents
 
     def _owned_dir(self, directory: str, number: int | None = None) -> Path | None:
         """``directory`` (read from storage) if it lies inside the trial root, else None with a

@@ -1,6 +1,7 @@
 """The trial side: what objective code sees (``config``, ``report``, ``should_stop``, ...).
 
-A ``Reporter`` is handed to ``objective(config, reporter)``. Its transport (a pipe to the
+A ``Reporter`` is handed to ``objective(config, reporter)``. A trial that continues another
+(a clone) finds the state to restore in ``restore_dir`` and reports from ``start_step`` on. Its transport (a pipe to the
 driver's local executor, a queue for the in-process executor, a Ray actor) is hidden behind a
 ``Channel``: ``send_result`` returns whether the scheduler wants the trial to stop.
 """
@@ -38,17 +39,32 @@ class Reporter:
     trial_dir: Path
     channel: Channel
     resources: Resources = field(default_factory=Resources)
+    #: Where a clone restores from: a copy of its parent's ``checkpoint_dir`` inside this
+    #: trial's own directory, made by the driver before the trial started (None: start fresh).
     from_checkpoint: Path | None = None
+    #: The step the restored state was saved at (the parent's step): report from there on.
+    start_step: float | None = None
     _stop: bool = False
     _last: dict[str, float] = field(default_factory=dict)
     _last_step: float | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
-        """Where the trial writes checkpoints; kept for the best trials, removed for the rest."""
+        """Where the trial writes checkpoints; kept for the best trials, removed for the rest.
+
+        Write what a clone needs to continue here (replacing files with ``os.replace``, so a
+        copy never sees half a file). The built-in trainer keeps ``best/`` (the best
+        evaluation's model, what ``tunelab export`` takes) apart from ``latest/`` (the full
+        training state); retention may drop ``latest/`` of a finished trial that no clone needs.
+        """
         path = self.trial_dir / "checkpoint"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def restore_dir(self) -> Path | None:
+        """Where to restore from (a clone's copy of its parent's ``checkpoint_dir``), or None."""
+        return self.from_checkpoint
 
     @property
     def last_metrics(self) -> dict[str, float]:

@@ -290,7 +290,7 @@ execution: {{backend: ray, workers: 2, keep_checkpoints: 1, trial_dir: {tmp_path
     worst = min(trials, key=lambda t: (t.metrics["accuracy"], -t.number))
     # The kept checkpoint sits in the shared trial directory, where the driver exports it from.
     checkpoint = Path(best.trial_dir) / "checkpoint"
-    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "tunelab_checkpoint.json").is_file()
+    assert (checkpoint / "best" / "model.safetensors").is_file() and (checkpoint / "best" / "tunelab_checkpoint.json").is_file()
     if worst is not best:
         assert not (Path(worst.trial_dir) / "checkpoint").exists()  # keep_checkpoints: 1
 

@@ -47,6 +47,8 @@ def export_trial(study: Any, trial: Any, out: Path, overwrite: bool = False) -> 
 
     if not trial.trial_dir:
         raise TunelabError(f"Trial {trial.number} has no trial directory recorded.")
+    # The trial's best evaluation (checkpoint/best/, or checkpoint/ itself for older trials),
+    # never latest/: export_checkpoint picks it.
     checkpoint = Path(trial.trial_dir) / "checkpoint"
     if not checkpoint.is_dir():
         raise TunelabError(

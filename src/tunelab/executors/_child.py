@@ -135,12 +135,10 @@ def main() -> None:
             sys.path.insert(1, entry)
     payload = pickle.loads(conn.recv_bytes())
 
-    from tunelab.executors._run_trial import run_objective
-    from tunelab.worker import Reporter
+    from tunelab.executors._run_trial import make_reporter, run_objective
 
     spec, objective, resources = payload["spec"], payload["objective"], payload["resources"]
-    reporter = Reporter(spec.trial_id, dict(spec.config), spec.trial_dir, _PipeChannel(conn),
-                        resources, spec.from_checkpoint)
+    reporter = make_reporter(spec, _PipeChannel(conn), resources)
     ended = run_objective(objective, reporter)
     sys.stdout.flush()
     sys.stderr.flush()

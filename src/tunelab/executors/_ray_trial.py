@@ -76,8 +76,8 @@ def run_trial(objective: list[Any], spec: Any, cpus: int, gpu_fraction: float, d
     objective = pickle.loads(ray.get(objective[0]))  # from this node's object store, copied there once
     load_s = time.perf_counter() - started
 
-    from tunelab.executors._run_trial import run_objective
-    from tunelab.worker import Reporter, Resources
+    from tunelab.executors._run_trial import make_reporter, run_objective
+    from tunelab.worker import Resources
 
     context = ray.get_runtime_context()
     gpus = tuple(int(g) for g in ray.get_gpu_ids() if str(g).isdigit()) if gpu_fraction else ()
@@ -87,8 +87,7 @@ def run_trial(objective: list[Any], spec: Any, cpus: int, gpu_fraction: float, d
     print(f"[tunelab] trial {spec.trial_id} on {info['host']} ({info['ip']}, Ray node {info['node_id'][:12]}), "
           f"pid {info['pid']}; objective loaded in {load_s:.3f} s", flush=True)
     resources = Resources(cpus=int(cpus), gpus=gpus, gpu_fraction=float(gpu_fraction))
-    reporter = Reporter(spec.trial_id, dict(spec.config), spec.trial_dir, MailboxChannel(mailbox, spec.trial_id),
-                        resources, spec.from_checkpoint)
+    reporter = make_reporter(spec, MailboxChannel(mailbox, spec.trial_id), resources)
     ended = run_objective(objective, reporter)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from tunelab.errors import TrialFailed, TrialPruned
 from tunelab.trial import Ended, State, clean_metrics
-from tunelab.worker import Reporter
+from tunelab.worker import Reporter, Resources
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -19,6 +19,12 @@ def _is_oom(exc: BaseException) -> bool:
         return True
     name = type(exc).__name__
     return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def make_reporter(spec: Any, channel: Any, resources: Resources) -> Reporter:
+    """The reporter for ``spec`` (a ``TrialSpec``): a clone's restore point and start step included."""
+    return Reporter(spec.trial_id, dict(spec.config), spec.trial_dir, channel, resources, spec.from_checkpoint,
+                    getattr(spec, "start_step", None))
 
 
 def run_objective(objective: Any, reporter: Reporter) -> Ended:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from tunelab.executors._run_trial import run_objective
+from tunelab.executors._run_trial import make_reporter, run_objective
 from tunelab.executors.base import TrialSpec
 from tunelab.trial import Ended, Event, Result, State
 from tunelab.worker import Reporter, Resources
@@ -50,8 +50,7 @@ class InProcessExecutor:
     def launch(self, spec: TrialSpec) -> int:
         slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - set(self._slots.values()))
         channel = _QueueChannel(spec.trial_id, self._events)
-        reporter = Reporter(spec.trial_id, dict(spec.config), spec.trial_dir, channel,
-                            Resources(cpus=1), spec.from_checkpoint)
+        reporter = make_reporter(spec, channel, Resources(cpus=1))
         self._channels[spec.trial_id] = channel
         self._reporters[spec.trial_id] = reporter
         self._slots[spec.trial_id] = slot

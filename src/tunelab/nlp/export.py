@@ -22,14 +22,19 @@ import numpy as np
 
 from tunelab.errors import ConfigError, TunelabError
 from tunelab.nlp.checkpoint import RECORD, read_record, versions, write_json
+from tunelab.nlp.checkpoint import model_dir as best_model_dir
 
 EXPORT_RECORD = "tunelab.json"
 
 
 def export_checkpoint(checkpoint_dir: Path, out_dir: Path, info: Mapping[str, Any],
                       overwrite: bool = False) -> Path:
-    """Copy a trial checkpoint to ``out_dir`` as a Hugging Face model dir with ``tunelab.json``."""
-    checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    """Copy a trial checkpoint to ``out_dir`` as a Hugging Face model dir with ``tunelab.json``.
+
+    ``checkpoint_dir`` is a trial's ``checkpoint/``: its ``best/`` is exported (a trial saved
+    before ``best/`` was kept apart holds the model in ``checkpoint/`` itself, and exports too).
+    """
+    checkpoint_dir, out_dir = best_model_dir(Path(checkpoint_dir)), Path(out_dir)
     record = read_record(checkpoint_dir)
     if not record or not (checkpoint_dir / "config.json").is_file():
         raise TunelabError(f"{checkpoint_dir} holds no complete tunelab checkpoint (no {RECORD} or config.json); "
@@ -79,7 +84,7 @@ def evaluate_model(model_dir: Path, data_path: Path, text: str = "text", text_pa
     from tunelab.nlp.model import choose_device, choose_precision, quiet_transformers
     from tunelab.nlp.train import evaluate
 
-    model_dir, data_path = Path(model_dir), Path(data_path)
+    model_dir, data_path = best_model_dir(Path(model_dir)), Path(data_path)
     if not (model_dir / "config.json").is_file():
         raise ConfigError("model", f"{str(model_dir)!r} is not a model directory (no config.json).",
                           "point at a directory written by `tunelab export`.")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -24,7 +26,8 @@ from tunelab.errors import TrialFailed, TrialPruned
 from tunelab.nlp import allocator, fastpath
 from tunelab.nlp.batching import grouped_batches, pad_batch, sorted_batches, to_tensors
 from tunelab.nlp.cache import TokenCache, TokenizedSplit
-from tunelab.nlp.checkpoint import save_checkpoint, versions
+from tunelab.nlp.checkpoint import (BEST, LATEST, OPTIMIZER, RNG, flatten, load_tree, model_dir, read_state,
+                                    save_checkpoint, save_latest, unflatten, versions)
 from tunelab.nlp.faults import Faults
 from tunelab.nlp.metrics import EVAL_METRICS, classification_metrics
 from tunelab.nlp.model import Precision, choose_device, choose_precision, load_model, make_optimizer, quiet_transformers
@@ -108,7 +111,7 @@ class TrainLoop:
         self.train_split = job.cache.split("train")
         self.val_split = job.cache.split("validation")
         self.train_lengths = np.asarray(self.train_split.lengths)
-        source = str(reporter.from_checkpoint) if reporter.from_checkpoint else job.model
+        self.resume_dir, source = _restore_source(getattr(reporter, "restore_dir", None), job.model)
         self.model = load_model(source, job.cache.label_names, self.s, job.model_kwargs, job.cache.pad_id,
                                 job.freeze_embeddings)
         self.model.to(self.device).train()
@@ -132,19 +135,29 @@ class TrainLoop:
         self.loss_sum = torch.zeros((), device=self.device)
         self.loss_count = 0
         self.best: tuple[float, dict[str, float]] | None = None
+        self.update = 0  # optimizer updates done
+        self.epoch_rng: dict[str, Any] = self.rng.bit_generator.state  # before this epoch's order was drawn
+        self.skip = 0  # updates of the first epoch to skip (a resumed run did them already)
+        self.in_epoch = 0  # updates of the current epoch done
+        if self.resume_dir is not None:
+            self._restore(self.resume_dir)
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, float]:
-        update = 0
+        update = self.update
         gas = self.s.gradient_accumulation_steps
         while update < self.total_updates:
+            self.epoch_rng = self.rng.bit_generator.state
             batches = grouped_batches(self.train_lengths, self.s.per_device_train_batch_size, self.rng)
-            for start in range(0, len(batches), gas):
+            done, self.skip = self.skip, 0  # updates of this epoch a resumed run has done already
+            for start in range(done * gas, len(batches), gas):
                 started = time.perf_counter()
                 group = batches[start:start + gas]
                 self._update(group, update + 1)
                 update += 1
+                self.update = update
+                self.in_epoch = start // gas + 1
                 self.samples += sum(len(b) for b in group)
                 self.train_seconds += time.perf_counter() - started
                 if self._eval_due(update):
@@ -244,6 +257,7 @@ class TrainLoop:
         if self._improves(metrics):
             self.best = (step, metrics)
             self._save(step, metrics)  # before reporting: a pruned trial keeps its best weights
+        self._save_latest(step)  # before reporting too: a clone made at this report starts here
         self.reporter.report(step, **metrics)
 
     def _improves(self, metrics: Mapping[str, float]) -> bool:
@@ -275,7 +289,105 @@ class TrainLoop:
             "device": str(self.device),
             "versions": versions(),
         }
-        save_checkpoint(self.model, self.reporter.checkpoint_dir, cache.tokenizer_dir, record)
+        save_checkpoint(self.model, self.reporter.checkpoint_dir / BEST, cache.tokenizer_dir, record)
+
+    # ---- latest/: the full state, to resume or clone from -----------------------------------
+
+    def _masks(self) -> Any:
+        """The fast path's dropout generator (None without the fast path or on a GPU)."""
+        for module in self.model.modules():
+            if isinstance(module, fastpath.FastDropout):
+                return module.masks
+        return None
+
+    def _save_latest(self, step: float) -> None:
+        rng = {"torch_cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                rng[f"torch_cuda_{i}"] = state
+        masks = self._masks()
+        scaler = self.precision.scaler
+        state = {
+            "trial_id": self.reporter.trial_id,
+            "step": step,  # the reported step (epochs)
+            "update": self.update,
+            "epoch": self.update / self.updates_per_epoch,
+            "updates_per_epoch": self.updates_per_epoch,
+            # The data order: the generator as it was before this epoch's order was drawn, and
+            # how many of the epoch's updates are done.
+            "data": {"rng": _jsonable(self.epoch_rng), "skip": self.in_epoch,
+                     "now": _jsonable(self.rng.bit_generator.state),
+                     "batch_size": self.s.per_device_train_batch_size,
+                     "accumulation": self.s.gradient_accumulation_steps, "examples": len(self.train_split)},
+            "scheduler": _jsonable(self.scheduler.state_dict()),
+            "learning_rate": self.s.learning_rate,
+            "python_rng": _jsonable(random.getstate()),
+            "numpy_rng": _jsonable(np.random.get_state()),
+            "dropout_rng": _jsonable(masks.generator.bit_generator.state) if masks is not None else None,
+            "grad_scaler": _jsonable(scaler.state_dict()) if scaler is not None else None,
+            "micro_batch": self.micro,
+            "train_seconds": self.train_seconds,
+            "samples": self.samples,
+            "config": dict(self.reporter.config),
+            "settings": self.s.to_dict(),
+            "versions": versions(),
+        }
+        save_latest(self.reporter.checkpoint_dir, self.model, self.optimizer.state_dict(), rng, state)
+
+    def _restore(self, directory: Path) -> None:
+        """Continue from ``directory`` (a ``latest/``): optimizer, schedule, step, data order, RNGs.
+
+        The trial's own hyperparameters win where they differ (a clone's mutated values): a new
+        learning rate becomes the schedule's peak, applied at the step the schedule has reached
+        (no second warmup); weight decay, betas and epsilon are set on the parameter groups.
+        """
+        from safetensors.torch import load_file
+
+        state = read_state(directory)
+        assert state is not None
+        self.optimizer.load_state_dict(load_tree(directory, OPTIMIZER))
+        decays = [self.s.weight_decay, 0.0]  # make_optimizer's groups: decayed, then 1-d parameters
+        for group, decay in zip(self.optimizer.param_groups, decays):
+            group.update(weight_decay=decay, betas=(self.s.adam_beta1, self.s.adam_beta2), eps=self.s.adam_epsilon,
+                         initial_lr=self.s.learning_rate)
+        self.scheduler.load_state_dict(unflatten(state["scheduler"], {}))
+        self.scheduler.base_lrs = [self.s.learning_rate for _ in self.optimizer.param_groups]
+        step = self.scheduler.last_epoch
+        lrs = [base * fn(step) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs  # what get_last_lr() returns, as step() would have set it
+        data = state["data"]
+        same_order = (data["batch_size"], data["accumulation"], data["examples"]) == (
+            self.s.per_device_train_batch_size, self.s.gradient_accumulation_steps, len(self.train_split))
+        if same_order:
+            self.update, self.skip = int(state["update"]), int(data["skip"])
+            self.rng.bit_generator.state = unflatten(data["rng"], {})
+        else:  # other batches: continue at the same epoch, with the next epoch's fresh order
+            self.update = round(float(state["epoch"]) * self.updates_per_epoch)
+            self.rng.bit_generator.state = unflatten(data["now"], {})
+            self.skip = 0
+            log.info("batch size or data changed since the checkpoint: continuing at epoch %.3g with a new order",
+                     state["epoch"])
+        rng = load_file(str(directory / RNG))
+        torch.set_rng_state(rng["torch_cpu"])
+        cuda = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        random.setstate(unflatten(state["python_rng"], {}))
+        np.random.set_state(unflatten(state["numpy_rng"], {}))
+        masks = self._masks()
+        if masks is not None and state.get("dropout_rng"):
+            masks.generator.bit_generator.state = unflatten(state["dropout_rng"], {})
+        if self.precision.scaler is not None and state.get("grad_scaler"):
+            self.precision.scaler.load_state_dict(unflatten(state["grad_scaler"], {}))
+        self.micro = min(self.micro, int(state.get("micro_batch") or self.micro))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.samples = int(state.get("samples", 0))
+        start = getattr(self.reporter, "start_step", None)
+        log.info("trial %s resumes from %s at update %d (epoch %.4g)%s", self.reporter.trial_id, directory,
+                 self.update, self.update / self.updates_per_epoch,
+                 f"; the driver expected step {start:g}" if start is not None and start != state["step"] else "")
 
     def _result(self) -> dict[str, float]:
         assert self.best is not None  # the last update always evaluates
@@ -293,11 +405,38 @@ class TrainLoop:
 
         with quiet_transformers():
             best = AutoModelForSequenceClassification.from_pretrained(
-                str(self.reporter.checkpoint_dir), dtype=torch.float32).to(self.device)
+                str(self.reporter.checkpoint_dir / BEST), dtype=torch.float32).to(self.device)
         if self.job.fast_path:
             fastpath.apply(best, self.s.seed, self.device)
         return evaluate(best, self.job.cache.split("test"), self.job.eval_batch_size, self.job.cache.pad_id,
                         self.precision, len(self.job.cache.label_names), self.job.faults)
+
+
+def _jsonable(obj: Any) -> Any:
+    tensors: dict[str, Any] = {}
+    out = flatten(obj, tensors)
+    if tensors:
+        raise TypeError("state with tensors belongs in a safetensors file")
+    return out
+
+
+def _restore_source(restore: Path | None, model: str) -> tuple[Path | None, str]:
+    """What a trial starts from: (a full state to resume, or None; the weights to load).
+
+    ``restore`` (the reporter's restore point, a copy in the trial's own directory) holds a
+    ``latest/`` with the full state, or only weights (``best/``, or the old layout): then
+    the trial starts from those weights with a fresh optimizer and schedule.
+    """
+    if not restore:
+        return None, model
+    restore = Path(restore)
+    for candidate in (restore / LATEST, restore):
+        if read_state(candidate) is not None:
+            return candidate, str(candidate)
+    weights = model_dir(restore)
+    log.warning("%s holds weights but no training state: starting from those weights with a fresh "
+                "optimizer and learning-rate schedule", restore)
+    return None, str(weights)
 
 
 def train(job: TrainJob, reporter: Any) -> dict[str, float]:

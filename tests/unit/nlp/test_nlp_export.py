@@ -71,3 +71,22 @@ def test_export_refuses_a_non_empty_dir_and_a_missing_checkpoint(tmp_path: Path,
     assert not (tmp_path / "out" / "notes.txt").exists()
     with pytest.raises(TunelabError, match="no complete tunelab checkpoint"):
         export_checkpoint(tmp_path / "empty", tmp_path / "out2", {})
+
+
+def test_export_takes_best_not_latest_and_still_reads_the_old_layout(tmp_path: Path, trained: tuple[Path, dict]) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    checkpoint, _ = trained
+    assert (checkpoint / "best" / "model.safetensors").is_file() and (checkpoint / "latest").is_dir()
+    out = export_checkpoint(checkpoint, tmp_path / "new", {})
+    best = load_file(str(checkpoint / "best" / "model.safetensors"))
+    exported = load_file(str(out / "model.safetensors"))
+    assert all((best[k] == exported[k]).all() for k in best)
+    assert json.loads((out / "tunelab.json").read_text())["checkpoint"]["step"] == json.loads(
+        (checkpoint / "best" / "tunelab_checkpoint.json").read_text())["step"]
+    old = tmp_path / "old_trial" / "checkpoint"  # a trial from before best/ and latest/
+    shutil.copytree(checkpoint / "best", old)
+    out_old = export_checkpoint(old, tmp_path / "from_old", {})
+    assert {"config.json", "model.safetensors", "tunelab.json"} <= {p.name for p in out_old.iterdir()}

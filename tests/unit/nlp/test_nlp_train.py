@@ -32,7 +32,7 @@ def test_trains_reports_each_epoch_and_keeps_the_best_checkpoint(
     assert result["accuracy"] >= 0.9  # learnable by keyword; chance is 0.5
     best = max(reports, key=lambda r: r[1]["accuracy"])  # first best wins ties
     assert result["best_step"] == best[0] and result["accuracy"] == best[1]["accuracy"]
-    ckpt = tmp_path / "t0" / "checkpoint"
+    ckpt = tmp_path / "t0" / "checkpoint" / "best"
     assert {"config.json", "model.safetensors", "tokenizer.json", "tunelab_checkpoint.json"} <= {
         p.name for p in ckpt.iterdir()}
     record = json.loads((ckpt / "tunelab_checkpoint.json").read_text())
@@ -80,7 +80,7 @@ def test_pruned_trial_keeps_its_best_checkpoint(tmp_path: Path, tiny_model: Path
     obj = nlp_fixtures.tiny_objective(tiny_model, tiny_data, shared_cache)
     with pytest.raises(TrialPruned):
         _run(obj, tmp_path / "t", stop_when=lambda step, metrics: step >= 1.0)
-    record = json.loads((tmp_path / "t" / "checkpoint" / "tunelab_checkpoint.json").read_text())
+    record = json.loads((tmp_path / "t" / "checkpoint" / "best" / "tunelab_checkpoint.json").read_text())
     assert record["step"] == 1.0
 
 
@@ -107,8 +107,8 @@ def _one_update(obj_options: dict, tiny_model: Path, tiny_data: dict, cache: Pat
     obj = nlp_fixtures.tiny_objective(tiny_model, tiny_data, cache, data={"max_train_samples": 16},
                                       defaults=defaults, **options)
     result, _ = _run(obj, trial_dir)
-    weights = load_file(str(trial_dir / "checkpoint" / "model.safetensors"))
-    record = json.loads((trial_dir / "checkpoint" / "tunelab_checkpoint.json").read_text())
+    weights = load_file(str(trial_dir / "checkpoint" / "best" / "model.safetensors"))
+    record = json.loads((trial_dir / "checkpoint" / "best" / "tunelab_checkpoint.json").read_text())
     return {"weights": weights, "result": result, "micro": record["micro_batch"]}
 
 
@@ -189,7 +189,7 @@ def test_a_tuned_max_length_builds_its_cache_in_the_trial(tmp_path: Path, tiny_m
     obj = nlp_fixtures.tiny_objective(tiny_model, tiny_data, tmp_path / "cache", defaults={"num_train_epochs": 1})
     obj.prepare(tmp_path)
     _run(obj, tmp_path / "t", {"max_length": 12})
-    record = json.loads((tmp_path / "t" / "checkpoint" / "tunelab_checkpoint.json").read_text())
+    record = json.loads((tmp_path / "t" / "checkpoint" / "best" / "tunelab_checkpoint.json").read_text())
     assert record["max_length"] == 12
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2
 
