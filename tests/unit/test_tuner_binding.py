@@ -41,7 +41,9 @@ class CloneOnce(BaseScheduler):
 
 def tuner(study: optuna.Study, scheduler: Any, trials: int, root: Path, seen: list[Any]) -> Tuner:
     def objective(config: dict[str, Any], reporter: Any) -> dict[str, float]:
-        seen.append((dict(config), reporter.from_checkpoint))
+        restored = reporter.from_checkpoint
+        seen.append((dict(config), restored, restored is not None and (restored / "state.json").exists()))
+        (reporter.checkpoint_dir / "state.json").write_text("{}")  # something for a clone to continue from
         reporter.report(1, loss=config["x"] + config["y"])
         reporter.report(2, loss=config["x"] + config["y"])
         return {"loss": config["x"] + config["y"]}
@@ -70,8 +72,12 @@ def test_a_suggestion_runs_in_its_own_trial_not_in_a_queued_retrys_place(tmp_pat
     assert run["config"] == CLONE and run["parent"] == 0
     assert run["start_step"] == 1 and run["mutations"] == {"x": "0.75 --- (* 1.2) --> 0.9"}
     assert "parent" not in retry.user_attrs["run"] and retry.params == RETRY
-    by_config = {tuple(sorted(c.items())): ckpt for c, ckpt in seen}
-    assert by_config[tuple(sorted(CLONE.items()))] == tmp_path / "trial_0000" / "checkpoint"
+    by_config = {tuple(sorted(c.items())): ckpt for c, ckpt, _ in seen}
+    copied = {tuple(sorted(c.items())): found for c, _, found in seen}
+    # The clone restores from its own copy of trial 0's checkpoint, inside its own directory.
+    restored = by_config[tuple(sorted(CLONE.items()))]
+    assert restored is not None and restored.is_relative_to(tmp_path / f"trial_{clone.number:04d}")
+    assert copied[tuple(sorted(CLONE.items()))]  # the copy held the parent's file when the clone ran
     assert by_config[tuple(sorted(RETRY.items()))] is None
     # The clone is told its result (it can win), but holds no Optuna params: TPE skips it.
     assert clone.state == TrialState.COMPLETE and clone.values == [1.8]
@@ -100,4 +106,4 @@ def test_a_suggestion_without_a_parent_is_a_normal_trial_with_its_params(tmp_pat
     tuner(study, Once(), 2, tmp_path, seen).run()
     params = sorted(tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False))
     assert params == sorted([tuple(sorted(RETRY.items())), (("x", 0.25), ("y", 0.5))])
-    assert all(ckpt is None for _, ckpt in seen)
+    assert all(ckpt is None for _, ckpt, _ in seen)
