@@ -88,8 +88,11 @@ class RayExecutor:
         self.gpus = float(gpus_per_trial or 0.0)
         self._ray = ray
         self._owns_ray = False
+        # A local instance's settings stay in this process's environment while it runs: Ray's
+        # raylet starts its agents later, from what the driver process holds then.
+        self._local_env = contextlib.ExitStack()
         if not ray.is_initialized():
-            _connect(ray, address, connect_timeout)
+            _connect(ray, address, connect_timeout, self._local_env)
             self._owns_ray = True
         try:
             _check_fits(ray, self.cpus, self.gpus)
@@ -267,16 +270,19 @@ class RayExecutor:
     def _disconnect(self) -> None:
         if self._owns_ray:
             self._owns_ray = False
-            self._ray.shutdown()
+            try:
+                self._ray.shutdown()
+            finally:
+                self._local_env.close()
 
 
 # ---- set-up ------------------------------------------------------------------------------------
 
 
-def _connect(ray: Any, address: str | None, timeout: float) -> None:
+def _connect(ray: Any, address: str | None, timeout: float, local_env: contextlib.ExitStack) -> None:
     target = _bootstrap(ray, address)
     if target is None:
-        _start_local(ray)
+        _start_local(ray, local_env)
         return
     host, _, port = target.rpartition(":")
     try:  # Ray itself retries an unreachable address for minutes
@@ -317,16 +323,24 @@ def _bootstrap(ray: Any, address: str | None) -> str | None:
         raise ConfigError("execution.address", f"is {address!r}: {exc}", _ADDRESS_FIX) from None
 
 
-def _start_local(ray: Any) -> None:
-    """A local instance on 127.0.0.1: no dashboard, no usage statistics, no cloud probes."""
+def _start_local(ray: Any, local_env: contextlib.ExitStack) -> None:
+    """A local instance on 127.0.0.1: no dashboard, no usage statistics, no cloud probes.
+
+    ``local_env`` keeps the switches in this process's environment until the executor lets the
+    instance go (every Ray process, also those started later, inherits them), then removes them.
+    """
     constants = sys.modules.get("ray._private.ray_constants")
     was = getattr(constants, "ENABLE_RAY_CLUSTER", None)
     try:
         if was is not None:  # read once when Ray was imported: the driver's side of the same switch
             constants.ENABLE_RAY_CLUSTER = False  # type: ignore[union-attr]
-        with _environ(_LOCAL_ENV):  # inherited by the processes ray.init starts, then removed
+        local_env.enter_context(_environ(_LOCAL_ENV))
+        try:
             ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
                      log_to_driver=False, logging_level=logging.WARNING)
+        except BaseException:
+            local_env.close()
+            raise
     finally:
         if was is not None:
             constants.ENABLE_RAY_CLUSTER = was  # type: ignore[union-attr]
