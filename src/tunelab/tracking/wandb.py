@@ -90,7 +90,7 @@ class WandbWriter(Writer):
                 by_step.setdefault(int(step), {})[name] = float(value)
         run = self._open(record["key"], record)
         for step in sorted(by_step):
-            run.log(by_step[step], step=step)
+            run.log(by_step[step], step=step, commit=True)  # out now, before a summary that follows
 
     def end(self, record: Mapping[str, Any], replay: bool) -> None:
         run = self._open(record["key"], record)

@@ -1,0 +1,106 @@
+"""W&B (offline) and TensorBoard on real in-process studies, read back from the files they wrote."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tracker_files import tensorboard_runs, wandb_runs
+from tunelab.api import run_study
+from tunelab.config import parse_config
+from tunelab.errors import TrialFailed
+
+pytest.importorskip("wandb")
+pytest.importorskip("tensorboard")
+
+
+@pytest.fixture(autouse=True)
+def wandb_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """W&B never goes online here, whatever a study file says, and stays quiet."""
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true",
+                       "WANDB_DISABLE_GIT": "true", "WANDB_CONSOLE": "off", "WANDB_API_KEY": ""}.items():
+        monkeypatch.setenv(key, value)
+
+
+def objective(config: dict, reporter: Any) -> dict:
+    """Half-epoch reports; trial 1 runs out of memory after one report."""
+    accuracy = 0.0
+    for i in range(1, 4):
+        accuracy = round(0.5 + 0.1 * i + 0.01 * config["layers"], 4)
+        reporter.report(i * 0.5, accuracy=accuracy, loss=round(1 - accuracy, 4))
+        if reporter.trial_id == 1:
+            raise TrialFailed("oom", "CUDA out of memory (simulated)")
+    return {"accuracy": accuracy + 0.001}
+
+
+def study(tmp_path: Path, tracking: dict, trials: int = 4) -> Any:
+    raw = {"name": "tracked", "objective": objective, "metrics": [{"name": "accuracy", "goal": "maximize"}],
+           "space": {"lr": {"float": [1e-4, 1e-1], "log": True}, "batch_size": {"choice": [16, 32]},
+                     "layers": {"int": [1, 4]}, "optim": {"choice": ["adamw", "sgd"]}},
+           "search": {"sampler": "random", "seed": 0}, "budget": {"trials": trials},
+           "execution": {"backend": "inprocess", "workers": 1}, "storage": str(tmp_path / "s.journal"),
+           "tracking": tracking}
+    return run_study(parse_config(raw, base_dir=tmp_path))
+
+
+def test_wandb_a_run_per_trial_grouped_with_config_history_summary_and_state(tmp_path: Path) -> None:
+    # mode: online in the file; WANDB_MODE=offline in the environment wins, so nothing leaves the machine
+    result = study(tmp_path, {"wandb": {"project": "proj", "group": "grp", "mode": "online", "dir": "wb"}})
+    runs = wandb_runs(tmp_path / "wb")
+    trials = {t.number: t for t in result.trials()}
+    by_trial = {int(r["name"].split("_")[1]): r for r in runs.values()}
+    assert set(by_trial) == set(trials) and len(runs) == len(trials)  # one run per trial
+    for number, run in by_trial.items():
+        t = trials[number]
+        assert (run["project"], run["group"]) == ("proj", "grp")
+        assert {k: run["config"][k] for k in t.config} == dict(t.config)  # values, typed as they are
+        assert isinstance(run["config"]["layers"], int) and run["config"]["optim"] in ("adamw", "sgd")
+        logged = [(h["_step"], h["accuracy"], h["step"]) for h in run["history"] if "loss" in h]
+        assert logged == [(i, r.metrics["accuracy"], r.step) for i, r in enumerate(t.history)]
+        assert run["summary"]["state"] == t.state.value
+        assert run["summary"]["duration_s"] == pytest.approx(t.duration)
+    ok, failed = by_trial[0], by_trial[1]
+    assert ok["summary"]["accuracy"] == trials[0].metrics["accuracy"]  # the best evaluation, not the last report
+    assert ok["exit_codes"] == [0] and "failure_kind" not in ok["summary"]
+    assert failed["summary"]["failure_kind"] == "oom" and failed["exit_codes"] == [1]
+    assert failed["summary"]["accuracy"] == trials[1].history[0].metrics["accuracy"]  # its only evaluation
+
+
+def test_tensorboard_scalars_per_trial_and_hparams_sessions(tmp_path: Path) -> None:
+    result = study(tmp_path, {"tensorboard": {"dir": "tb"}})
+    runs = tensorboard_runs(tmp_path / "tb" / "tracked")
+    trials = {t.number: t for t in result.trials()}
+    assert set(runs) == {f"trial_{n:04d}" for n in trials}
+    from tensorboard.plugins.hparams import api_pb2
+
+    for number, t in trials.items():
+        run = runs[f"trial_{number:04d}"]
+        assert run["scalars"]["loss"] == [(i, pytest.approx(r.metrics["loss"])) for i, r in enumerate(t.history)]
+        assert run["scalars"]["step"] == [(i, r.step) for i, r in enumerate(t.history)]
+        (hparams,) = run["hparams"]  # one HParams session per trial
+        assert hparams["state"] == t.state.value
+        assert hparams["optim"] == t.config["optim"] and hparams["layers"] == t.config["layers"]
+        assert math.isclose(hparams["lr"], t.config["lr"])
+        expected = api_pb2.STATUS_FAILURE if t.state.value == "failed" else api_pb2.STATUS_SUCCESS
+        assert run["status"] == [expected]
+    ok = runs["trial_0000"]["scalars"]["accuracy"]
+    assert ok[-1] == (3, pytest.approx(trials[0].metrics["accuracy"]))  # the result, last: the HParams tab's value
+    assert runs["trial_0001"]["hparams"][0]["failure_kind"] == "oom"
+
+
+def test_three_trackers_at_once_and_sync_for_each(tmp_path: Path) -> None:
+
+    result = study(tmp_path, {"mlflow": {"uri": "sqlite:///mlflow.db"}, "wandb": {"mode": "offline", "dir": "wb"},
+                              "tensorboard": {"dir": "tb"}}, trials=2)
+    attrs = result.optuna_study.user_attrs
+    assert {k for k in attrs if k.startswith("tunelab.")} >= {"tunelab.mlflow", "tunelab.wandb", "tunelab.tensorboard"}
+    assert len(wandb_runs(tmp_path / "wb")) == 2 and len(tensorboard_runs(tmp_path / "tb")) == 2
+    from tunelab.tracking.sync import sync_study, tracked_with
+
+    assert tracked_with(result) == ["mlflow", "wandb", "tensorboard"]
+    assert [sync_study(result, tracker=t).sent for t in tracked_with(result)] == [0, 0, 0]  # nothing was queued
+    assert json.loads(json.dumps(attrs["tunelab.wandb"]))["settings"]["mode"] == "offline"
