@@ -179,8 +179,11 @@ class TrackerCallback:
 
     def _catch_up(self, study: "StudyView") -> None:
         """Finished trials whose records never reached the tracker (a crash lost them in memory),
-        sent again from storage; those that wait in the spool are sent from there."""
-        queued = {(r.get("op"), r.get("key")) for r in self.sender.spool.records()}
+        sent again from storage: only the reports it does not hold, nor waits to send from the spool."""
+        queued: dict[tuple[Any, Any], int] = {}
+        for r in self.sender.spool.records():
+            count = 1 + max((int(row[3]) for row in r.get("metrics") or []), default=-1) if r.get("op") == "log" else 0
+            queued[(r.get("op"), r.get("key"))] = max(queued.get((r.get("op"), r.get("key")), 0), count)
         for trial in study.trials():
             key = trial_key(trial.number)
             if trial.state in (State.RUNNING, State.WAITING) or trial.failure_kind == "cancelled":
@@ -189,9 +192,10 @@ class TrackerCallback:
                 continue
             if key not in self.runs.ids and ("trial", key) not in queued:
                 self.submit({**self.trial_record(trial.number, trial.config, ms(trial.start)), "replay": True})
-                for index, report in enumerate(trial.history):
-                    self.submit({"op": "log", "key": key, "replay": True,
-                                 "metrics": log_rows(report.metrics, report.step, index, ms(trial.start))})
+            held = max(self.runs.logged.get(key, 0), queued.get(("log", key), 0))
+            for index, report in enumerate(trial.history[held:], start=held):
+                self.submit({"op": "log", "key": key, "replay": True,
+                             "metrics": log_rows(report.metrics, report.step, index, ms(trial.end))})
             self.submit({**self.end_record(trial), "replay": True})
 
 

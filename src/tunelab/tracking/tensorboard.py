@@ -19,9 +19,9 @@ from tunelab.errors import require
 from tunelab.tracking.callback import STUDY_KEY, TrackerCallback
 from tunelab.tracking.settings import TensorboardSettings
 from tunelab.tracking.spool import RunMap
-from tunelab.tracking.writer import Writer
+from tunelab.tracking.writer import RecordRejected, Writer, _short
 
-_STATUS = {"FINISHED": "STATUS_SUCCESS", "FAILED": "STATUS_FAILURE", "KILLED": "STATUS_ABORTED"}
+_STATUS = {"FINISHED": "STATUS_SUCCESS", "FAILED": "STATUS_FAILURE", "KILLED": "STATUS_FAILURE"}  # no "aborted"
 
 
 class TensorboardTracker(TrackerCallback):
@@ -45,6 +45,12 @@ class TensorboardWriter(Writer):
         super().__init__(runs)
         self.root = Path(settings.dir)
         self._files: dict[str, Any] = {}
+
+    def classify(self, exc: BaseException) -> Exception:
+        """Local files: a full or unwritable disk may pass; anything else is this record's fault."""
+        if isinstance(exc, OSError):
+            return super().classify(exc)
+        return RecordRejected(f"{type(exc).__name__}: {_short(exc)}")
 
     def _file(self, key: str) -> Any:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter

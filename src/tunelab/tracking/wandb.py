@@ -42,6 +42,9 @@ class WandbTracker(TrackerCallback):
 
 
 class WandbWriter(Writer):
+    #: W&B writes a run's offline file when the run finishes: a kill -9 before that loses it all.
+    durable_logs = False
+
     def __init__(self, settings: WandbSettings, runs: RunMap) -> None:
         super().__init__(runs)
         self.settings = settings

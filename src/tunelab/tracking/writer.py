@@ -48,6 +48,9 @@ class Writer:
     where the tracker keeps files); each gets the record and ``replay`` (it may have arrived before).
     """
 
+    #: Whether what ``log`` sends is kept once sent (so a resume after ``kill -9`` sends only the rest).
+    durable_logs = True
+
     def __init__(self, runs: RunMap) -> None:
         self.runs = runs
 
@@ -63,6 +66,8 @@ class Writer:
             raise
         except Exception as exc:  # noqa: BLE001 - the tracker's, network and OS errors alike
             raise self.classify(exc) from exc
+        if self.durable_logs and record["op"] == "log" and record.get("key") != "study" and record.get("metrics"):
+            self.runs.mark_logged(record["key"], 1 + max(int(row[3]) for row in record["metrics"]))
 
     def send_retrying(self, record: Mapping[str, Any], delays: tuple[float, ...] = (0.25, 1.0),
                       sleep: Callable[[float], None] = time.sleep) -> None:
