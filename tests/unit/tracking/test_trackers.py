@@ -104,3 +104,59 @@ def test_three_trackers_at_once_and_sync_for_each(tmp_path: Path) -> None:
     assert tracked_with(result) == ["mlflow", "wandb", "tensorboard"]
     assert [sync_study(result, tracker=t).sent for t in tracked_with(result)] == [0, 0, 0]  # nothing was queued
     assert json.loads(json.dumps(attrs["tunelab.wandb"]))["settings"]["mode"] == "offline"
+
+
+def test_a_resume_sends_what_a_crash_lost_in_memory_once(tmp_path: Path) -> None:
+    """Records still queued in memory die with a kill -9; the next run sends them from storage,
+    and only the reports the tracker does not hold (no point twice, no second run)."""
+    from fake_mlflow import FakeClient
+    from tunelab.tracking.mlflow import MlflowTracker
+    from tunelab.tracking.settings import MlflowSettings
+
+    class Lossy(MlflowTracker):
+        def submit(self, record: dict) -> None:
+            lost = record.get("key") == "trial:2" and (
+                record["op"] == "end" or (record["op"] == "log" and record["metrics"][0][3] >= 1))
+            if not lost:  # trial 2's run exists with its first report; the rest was in memory
+                super().submit(record)
+
+    def config(trials: int) -> Any:
+        raw = {"name": "lossy", "objective": objective, "metrics": [{"name": "accuracy", "goal": "maximize"}],
+               "space": {"layers": {"int": [1, 4]}}, "search": {"sampler": "random", "seed": 0},
+               "budget": {"trials": trials}, "execution": {"backend": "inprocess", "workers": 1},
+               "storage": str(tmp_path / "s.journal"), "tracking": {"mlflow": False}}
+        return parse_config(raw, base_dir=tmp_path)
+
+    client = FakeClient()
+    kw = {"client": client, "probe_interval_s": 0.0, "retry_delays": ()}
+    run_study(config(3), callbacks=[Lossy(MlflowSettings("http://127.0.0.1:9/", "exp"), tmp_path / "st", **kw)])
+    assert client.children()[2].status == "RUNNING" and len(client.children()[2].history("loss")) == 1
+    result = run_study(config(4), callbacks=[MlflowTracker(MlflowSettings("http://127.0.0.1:9/", "exp"),
+                                                           tmp_path / "st", **kw)])
+    trials = {t.number: t for t in result.trials()}
+    assert len(client.runs) == 1 + len(trials)  # the parent and one run per trial, none twice
+    run = client.children()[2]
+    assert (run.status, run.tags["state"]) == ("FINISHED", "complete")
+    assert run.history("loss") == [(i, r.metrics["loss"]) for i, r in enumerate(trials[2].history)]
+    assert run.history("accuracy")[-1] == (3, trials[2].metrics["accuracy"])
+
+
+def test_tensorboard_unwritable_for_the_whole_study_then_tunelab_sync(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tunelab.cli.main import main as tunelab_main
+    from tunelab.tracking.tensorboard import TensorboardTracker
+
+    def unwritable(self: Any) -> Any:
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(TensorboardTracker, "make_writer", unwritable)
+        study(tmp_path, {"tensorboard": {"dir": "tb"}}, trials=3)
+    spool = tmp_path / "tunelab_runs" / "tracked" / ".tensorboard" / "spool.jsonl"
+    assert spool.exists() and not (tmp_path / "tb").exists()  # the study went on; its records wait on disk
+    assert tunelab_main(["sync", "--storage", str(tmp_path / "s.journal"), "--study", "tracked"]) == 0
+    assert "sent" in capsys.readouterr().out and not spool.exists()
+    runs = tensorboard_runs(tmp_path / "tb" / "tracked")
+    assert set(runs) == {"trial_0000", "trial_0001", "trial_0002"}
+    assert all(len(r["hparams"]) == 1 for r in runs.values())
+    assert tunelab_main(["sync", "--storage", str(tmp_path / "s.journal"), "--study", "tracked"]) == 0  # idempotent
+    assert all(len(r["hparams"]) == 1 for r in tensorboard_runs(tmp_path / "tb" / "tracked").values())
