@@ -5,8 +5,10 @@ each has a sender thread and an outage spool in ``<trial_dir>/<study>/.<name>/``
 ``tunelab sync`` replays. Tracking never stops or slows a study: hooks only queue records.
 
 A study resumed after a crash (``kill -9``) first brings its tracker up to date from the
-study's storage: a finished trial whose end never reached the tracker (nor waits in its spool)
-is sent again, marked ``replay`` so that nothing already there is duplicated.
+study's storage: a finished trial that an earlier run with this tracker state ran, and whose end
+never reached the tracker (nor waits in its spool), is sent again, marked ``replay``, with only
+the reports the tracker does not hold. Trials of other drivers (another machine, with its own
+state) are theirs to send.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ class TrackerCallback:
         self._uid = self.runs.ids.get("uid", "")
         self.submit(self.study_record(study))
         self._catch_up(study)
+        from tunelab.driver import this_driver
+
+        self.runs.add_driver(this_driver())  # before any trial: a kill -9 of this run is caught up next time
         self.sender.start()
 
     def on_trial_start(self, number: int, config: Mapping[str, Any]) -> None:
@@ -184,10 +189,14 @@ class TrackerCallback:
         for r in self.sender.spool.records():
             count = 1 + max((int(row[3]) for row in r.get("metrics") or []), default=-1) if r.get("op") == "log" else 0
             queued[(r.get("op"), r.get("key"))] = max(queued.get((r.get("op"), r.get("key")), 0), count)
+        drivers = {t.number: (t.user_attrs.get("run") or {}).get("driver")
+                   for t in study.optuna_study.get_trials(deepcopy=False)}
         for trial in study.trials():
             key = trial_key(trial.number)
             if trial.state in (State.RUNNING, State.WAITING) or trial.failure_kind == "cancelled":
                 continue  # running elsewhere, or never started
+            if drivers.get(trial.number) not in self.runs.drivers and key not in self.runs.ids:
+                continue  # not ours: run before tracking was on, or by a driver with its own state
             if key in self.runs.ended or ("end", key) in queued:
                 continue
             if key not in self.runs.ids and ("trial", key) not in queued:

@@ -36,6 +36,7 @@ class RunMap:
         self.experiment: str | None = data.get("experiment")
         self.ids: dict[str, str] = dict(data.get("ids") or {})
         self.ended: set[str] = set(data.get("ended") or [])
+        self.drivers: set[str] = set(data.get("drivers") or [])  # the tunelab runs that tracked with this state
         self._logged_path = Path(directory) / "logged.jsonl"
         self.logged: dict[str, int] = {}
         if self._logged_path.exists():
@@ -48,6 +49,7 @@ class RunMap:
 
     def reset(self, uri: str, experiment: str) -> None:
         self.uri, self.experiment, self.ids, self.ended, self.logged = uri, experiment, {}, set(), {}
+        self.drivers = set()
         self._logged_path.unlink(missing_ok=True)
         self.save()
 
@@ -70,10 +72,14 @@ class RunMap:
         self.ended.add(key)
         self.save()
 
+    def add_driver(self, driver: str) -> None:
+        self.drivers.add(driver)
+        self.save()
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, {"uri": self.uri, "experiment": self.experiment, "ids": self.ids,
-                                      "ended": sorted(self.ended)})
+                                      "ended": sorted(self.ended), "drivers": sorted(self.drivers)})
 
 
 class Spool:

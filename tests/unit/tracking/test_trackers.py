@@ -160,3 +160,23 @@ def test_tensorboard_unwritable_for_the_whole_study_then_tunelab_sync(tmp_path: 
     assert all(len(r["hparams"]) == 1 for r in runs.values())
     assert tunelab_main(["sync", "--storage", str(tmp_path / "s.journal"), "--study", "tracked"]) == 0  # idempotent
     assert all(len(r["hparams"]) == 1 for r in tensorboard_runs(tmp_path / "tb" / "tracked").values())
+
+
+def test_trials_run_before_tracking_was_on_are_not_sent(tmp_path: Path) -> None:
+    """Catching up is for this tracker's own lost records, not for a study's untracked past."""
+    from fake_mlflow import FakeClient
+    from tunelab.tracking.mlflow import MlflowTracker
+    from tunelab.tracking.settings import MlflowSettings
+
+    study(tmp_path, {}, trials=2)
+    client = FakeClient()
+    tracker = MlflowTracker(MlflowSettings("http://127.0.0.1:9/", "exp"), tmp_path / "st", client=client,
+                            probe_interval_s=0.0, retry_delays=())
+    raw = {"name": "tracked", "objective": objective, "metrics": [{"name": "accuracy", "goal": "maximize"}],
+           "space": {"lr": {"float": [1e-4, 1e-1], "log": True}, "batch_size": {"choice": [16, 32]},
+                     "layers": {"int": [1, 4]}, "optim": {"choice": ["adamw", "sgd"]}},
+           "search": {"sampler": "random", "seed": 0}, "budget": {"trials": 3},
+           "execution": {"backend": "inprocess", "workers": 1}, "storage": str(tmp_path / "s.journal"),
+           "tracking": {}}
+    run_study(parse_config(raw, base_dir=tmp_path), callbacks=[tracker])
+    assert set(client.children()) == {2}
