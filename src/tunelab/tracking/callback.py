@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from tunelab.driver import this_driver
 from tunelab.tracking.sender import Sender
 from tunelab.tracking.spool import RunMap, Spool
 from tunelab.tracking.writer import Writer, trial_key
@@ -88,8 +89,6 @@ class TrackerCallback:
         self._uid = self.runs.ids.get("uid", "")
         self.submit(self.study_record(study))
         self._catch_up(study)
-        from tunelab.driver import this_driver
-
         self.runs.add_driver(this_driver())  # before any trial: a kill -9 of this run is caught up next time
         self.sender.start()
 
