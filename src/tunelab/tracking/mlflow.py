@@ -1,4 +1,4 @@
-"""The MLflow tracker: a tuner callback that logs a parent run per study, a nested run per trial.
+"""MLflow: a parent run per study, a nested run per trial (the ``mlflow`` tracker).
 
 Layout in MLflow (one experiment, named after the study unless configured):
 
@@ -19,30 +19,28 @@ Layout in MLflow (one experiment, named after the study unless configured):
   FINISHED (complete, pruned), FAILED, or KILLED (interrupted); with ``log_checkpoints: true``
   the kept trials' ``checkpoint/`` directory as an artifact at the end of the study.
 
-Tracking never stops or slows a study: hooks only queue records for a background thread (see
-``sender``). A call that fails is retried a few times, the outage is reported once, and from
-then on records are queued on disk (``<trial_dir>/<study>/.mlflow/spool.jsonl``) and sent in
-order when the store answers again (tried every ``probe_interval_s``), or by ``tunelab sync``.
-At the end of the study the tracker waits (at most ``close_timeout_s``) for what is left, saying
-how many records it still sends when that takes more than a moment; the rest waits on disk.
+Records go through the shared sender and spool (``callback``, ``sender``, ``spool``): queued on
+disk in ``<trial_dir>/<study>/.mlflow/spool.jsonl`` while the store is unreachable, sent in order
+when it answers again (tried every ``probe_interval_s``) or by ``tunelab sync``. At the end of the
+study the tracker waits (at most ``close_timeout_s``) for what is left, saying how many records it
+still sends when that takes more than a moment; the rest waits on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tunelab.errors import MissingDependencyError
+from tunelab.tracking.callback import STUDY_KEY, TrackerCallback, ms
 from tunelab.tracking.local_store import prepare_local_store
-from tunelab.tracking.sender import Sender
 from tunelab.tracking.settings import MlflowSettings, mlflow_installed
-from tunelab.tracking.spool import RunMap, Spool
-from tunelab.tracking.writer import MlflowWriter
+from tunelab.tracking.spool import RunMap
+from tunelab.tracking.writer import RecordRejected, TrackingUnavailable, Writer, _short, trial_key
 from tunelab.trial import State
 
 if TYPE_CHECKING:
@@ -52,22 +50,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tunelab.tracking")
 
 STUDY_ATTR = "tunelab.mlflow"
-STUDY_KEY = "study"
 
+#: MLflow's limits (mlflow.utils.validation): longer values are cut, bigger batches split.
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
 
-def trial_key(number: int) -> str:
-    return f"trial:{number}"
+#: Error codes that say the record itself is wrong: sending it again cannot help.
+_PERMANENT_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
+                              "INVALID_STATE", "BAD_REQUEST"})
 
-
-def run_status(state: State, failure_kind: str | None) -> str:
-    """MLflow run status of a finished trial: pruning is a normal end, failures are failures."""
-    if state in (State.COMPLETE, State.PRUNED):
-        return "FINISHED"
-    return "KILLED" if failure_kind == "interrupted" else "FAILED"
-
-
-def _ms(when: Any) -> int:
-    return int(when.timestamp() * 1000) if when is not None else int(time.time() * 1000)
+#: MLflow's HTTP client retries a refused connection for minutes by default (7 retries,
+#: exponential backoff). A study must not wait that long, so around our calls these apply unless
+#: the user set them; we retry a few times ourselves and queue what still fails.
+_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def preload_mlflow(uri: str) -> None:
@@ -118,122 +115,83 @@ def artifact_location(uri: str) -> str | None:
     return None
 
 
-class MlflowTracker:
+class MlflowTracker(TrackerCallback):
     """Tuner callback: study and trials to MLflow, queued on disk while MLflow is unreachable."""
 
-    def __init__(
-        self,
-        settings: MlflowSettings,
-        state_dir: str | Path,
-        *,
-        config: "StudyConfig | None" = None,
-        report_path: str | Path | None = None,
-        client: Any = None,
-        probe_interval_s: float = 10.0,
-        retry_delays: tuple[float, ...] = (0.25, 1.0),
-        close_timeout_s: float = 30.0,
-    ) -> None:
+    name = "mlflow"
+    label = "MLflow"
+
+    def __init__(self, settings: MlflowSettings, state_dir: str | Path, *, config: "StudyConfig | None" = None,
+                 report_path: str | Path | None = None, client: Any = None, **kw: Any) -> None:
         if not mlflow_installed():
             raise MissingDependencyError("MLflow tracking is configured but `mlflow` is not installed. "
                                          "Install it with: pip install 'tunelab[mlflow]' (or use --no-mlflow).")
         preload_mlflow(settings.uri)
         self.settings = settings
-        self.state_dir = Path(state_dir)
         self.config = config
         self.report_path = Path(report_path) if report_path else None
-        self.close_timeout_s = close_timeout_s
-        self.runs = RunMap(self.state_dir)
-        self.sender = Sender(self._make_writer, Spool(self.state_dir), uri=settings.uri,
-                             probe_interval_s=probe_interval_s, retry_delays=retry_delays)
         self._client = client
-        self._study: "StudyView | None" = None
-        self._uid = ""
-        self._reports: dict[int, int] = {}
         self._started: set[int] = set()
         self._best: float | None = None
+        super().__init__(state_dir, target=settings.uri, experiment=settings.experiment, **kw)
 
-    def _make_writer(self) -> MlflowWriter:
-        """Runs in the sender thread: opening a store can take seconds (a new SQLite file)."""
+    def make_writer(self) -> "MlflowWriter":
         client = self._client if self._client is not None else make_client(self.settings.uri)
         return MlflowWriter(client, self.runs, on_study_run=self._remember_study_run)
 
-    # ---- hooks ------------------------------------------------------------------------------
+    # ---- the study -------------------------------------------------------------------------------
 
     def on_study_start(self, study: "StudyView") -> None:
-        self._study = study
-        self._adopt_state(study)
-        self._uid = self.runs.ids.get("uid", "")
-        if self.runs.get("experiment") is None:
-            self._submit({"op": "experiment", "name": self.settings.experiment,
-                          "artifact_location": artifact_location(self.settings.uri)})
-        params, tags = self._study_fields(study)
-        if self.runs.get(STUDY_KEY) is None:
-            self._submit({"op": "run", "key": STUDY_KEY, "name": study.name, "parent": None,
-                          "start_ms": _ms(None), "tags": tags, "params": params})
-        else:  # a resumed study goes on in its run
-            self._submit({"op": "status", "key": STUDY_KEY, "status": "RUNNING"})
-            self._submit({"op": "log", "key": STUDY_KEY, "params": params, "new_params_only": True, "tags": tags})
-        if self.config is not None and self.config.raw:
-            self._submit_file("study.yaml", _yaml(self.config.raw))
         best = study.best_trial
         if best is not None and best.values and not study.metrics.is_multi_objective:
             self._best = best.values[0]
-        for trial in study.trials():  # trials whose driver died: their runs still say RUNNING
-            key = trial_key(trial.number)
-            if trial.failure_kind == "interrupted" and key in self.runs.ids and key not in self.runs.ended:
-                self._submit({"op": "log", "key": key, "tags": {"state": "failed", "failure_kind": "interrupted"}})
-                self._submit({"op": "status", "key": key, "status": "KILLED", "end_ms": _ms(trial.end)})
-        self.sender.start()
+        super().on_study_start(study)
+        if self.config is not None and self.config.raw:
+            self._submit_file("study.yaml", _yaml(self.config.raw))
+
+    def study_record(self, study: "StudyView") -> dict[str, Any]:
+        record = super().study_record(study)
+        meta = study.optuna_study.user_attrs.get("tunelab") or {}
+        params = {"sampler": str(meta.get("sampler")), "seed": str(meta.get("seed")),
+                  "scheduler": str(meta.get("scheduler"))}
+        params.update({f"space.{k}": json.dumps(v, default=str) for k, v in study.space_dict.items()})
+        for m in study.metrics.metrics:
+            spec = {"goal": m.goal} if m.strategy == "optimize" else {"strategy": m.strategy}
+            spec.update({k: v for k, v in (("min", m.min), ("max", m.max)) if v is not None})
+            params[f"metric.{m.name}"] = json.dumps(spec)
+        tags = record["tags"]
+        if self.config is not None:
+            cfg = self.config
+            params.update({f"search.{k}": json.dumps(v, default=str) for k, v in cfg.search.options.items()})
+            tags["objective"] = repr(cfg.objective)
+            for section, value in (("budget", cfg.budget), ("execution", cfg.execution)):
+                for name, item in vars(value).items():
+                    if item is not None:
+                        tags[f"{section}.{name}"] = str(item)
+        return {**record, "params": params, "experiment": self.settings.experiment,
+                "artifact_location": artifact_location(self.settings.uri)}
 
     def on_trial_start(self, number: int, config: Mapping[str, Any]) -> None:
-        self._reports[number] = 0
         self._started.add(number)
-        study_name = self._study.name if self._study is not None else ""
-        self._submit({
-            "op": "run", "key": trial_key(number), "name": f"trial_{number:04d}", "parent": STUDY_KEY,
-            "start_ms": _ms(None), "params": {k: _param_value(v) for k, v in config.items()},
-            "tags": {"tunelab.key": f"{self._uid}/{trial_key(number)}", "study": study_name,
-                     "trial": str(number), "state": "running"},
-        })
-
-    def on_result(self, number: int, step: float, metrics: Mapping[str, float]) -> None:
-        index = self._reports.get(number, 0)
-        self._reports[number] = index + 1
-        now = _ms(None)
-        rows = [[name, float(value), now, index] for name, value in metrics.items()]
-        if "step" not in metrics:
-            rows.append(["step", float(step), now, index])
-        self._submit({"op": "log", "key": trial_key(number), "metrics": rows})
+        super().on_trial_start(number, config)
 
     def on_trial_end(self, trial: "TrialInfo") -> None:
-        key = trial_key(trial.number)
-        now = _ms(trial.end)
-        index = len(trial.history)
-        last = {}
-        for report in trial.history:
-            last.update(report.metrics)
-        rows = [[name, float(value), now, index] for name, value in trial.metrics.items()
-                if name not in last or last[name] != value]
-        if trial.duration is not None:
-            rows.append(["duration_s", trial.duration, now, 0])
-        tags = {"state": trial.state.value}
-        for name, value in (("failure_kind", trial.failure_kind), ("failure_message", trial.message if
-                            trial.failure_kind else None), ("slot", trial.slot), ("parent_trial", trial.parent),
-                            ("retry_of", trial.retry_of), ("feasible", trial.feasible if trial.values else None)):
-            if value is not None:
-                tags[name] = str(value)
-        self._submit({"op": "log", "key": key, "metrics": rows, "tags": tags})
-        self._submit({"op": "status", "key": key, "status": run_status(trial.state, trial.failure_kind),
-                      "end_ms": now})
-        self._reports.pop(trial.number, None)
-        self._log_best_so_far(trial)
+        super().on_trial_end(trial)
+        study = self._study
+        if study is None or study.metrics.is_multi_objective or trial.state != State.COMPLETE:
+            return
+        if not trial.values or not trial.feasible:
+            return
+        value, primary = trial.values[0], study.metrics.primary
+        if self._best is None or primary.better(value, self._best):
+            self._best = value
+            self.submit({"op": "log", "key": STUDY_KEY,
+                         "metrics": [[f"best.{primary.name}", value, ms(trial.end), trial.number]]})
 
-    def on_study_end(self, study: "StudyView") -> None:
-        # Stopped by Ctrl-C or SIGTERM (the tuner calls this hook from a `finally`): be quick.
-        interrupted = isinstance(sys.exc_info()[1], (KeyboardInterrupt, SystemExit))
+    def finish_record(self, study: "StudyView", interrupted: bool) -> dict[str, Any]:
         trials = study.trials()
         counts = {state: sum(t.state == state for t in trials) for state in (State.COMPLETE, State.PRUNED, State.FAILED)}
-        now = _ms(None)
+        now = ms()
         rows = [[f"trials.{s.value}", float(n), now, 0] for s, n in counts.items()]
         rows.append(["compute_s", float(sum(t.duration or 0.0 for t in trials)), now, 0])
         tags: dict[str, str] = {}
@@ -242,11 +200,10 @@ class MlflowTracker:
             b = best[0]
             tags["best.trial"] = str(b.number)
             tags.update({f"best.{k}": _param_value(v) for k, v in b.config.items()})
-            rows += [[f"best.{k}", float(v), _ms(b.end), b.number] for k, v in b.metrics.items()]
+            rows += [[f"best.{k}", float(v), ms(b.end), b.number] for k, v in b.metrics.items()]
         elif best:
             tags["pareto_front"] = ",".join(str(t.number) for t in best)
-        self._submit({"op": "log", "key": STUDY_KEY, "metrics": rows, "tags": tags})
-        if not interrupted:
+        if not interrupted:  # artifacts go before the run ends (a quick stop skips them)
             payload = [{"trial": t.number, "config": dict(t.config), "metrics": dict(t.metrics)} for t in best]
             self._submit_file("best.json", json.dumps(payload, indent=2, default=str))
             self._submit_report(study)
@@ -255,27 +212,20 @@ class MlflowTracker:
                     checkpoint = Path(t.trial_dir) / "checkpoint" if t.trial_dir else None
                     tracked = t.number in self._started or trial_key(t.number) in self.runs.ids
                     if tracked and checkpoint is not None and checkpoint.is_dir() and any(checkpoint.iterdir()):
-                        self._submit({"op": "artifact", "key": trial_key(t.number), "path": str(checkpoint),
-                                      "dir": "checkpoint"})
-        self._submit({"op": "status", "key": STUDY_KEY, "status": "KILLED" if interrupted else "FINISHED",
-                      "end_ms": _ms(None)})
-        self.sender.close(3.0 if interrupted else self.close_timeout_s)
-
-    # ---- sending ----------------------------------------------------------------------------
-
-    def _submit(self, record: dict[str, Any]) -> None:
-        self.sender.put(record)
+                        self.submit({"op": "artifact", "key": trial_key(t.number), "path": str(checkpoint),
+                                     "dir": "checkpoint"})
+        return {**super().finish_record(study, interrupted), "metrics": rows, "tags": tags}
 
     def _submit_file(self, name: str, text: str) -> None:
         path = self.state_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        self._submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
+        self.submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
 
     def _submit_report(self, study: "StudyView") -> None:
         path = self.report_path
         if path is not None and path.exists():
-            self._submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
+            self.submit({"op": "artifact", "key": STUDY_KEY, "path": str(path), "dir": None})
             return
         target = self.state_dir / "report.html"
 
@@ -293,69 +243,158 @@ class MlflowTracker:
 
         self.sender.put({"op": "artifact", "key": STUDY_KEY, "path": str(target), "dir": None}, prepare=write)
 
-    # ---- study state -------------------------------------------------------------------------
+    # ---- study state -----------------------------------------------------------------------------
 
-    def _adopt_state(self, study: "StudyView") -> None:
-        """Take up the runs of an earlier session of this study, for the same store and experiment."""
-        if self.runs.uri != self.settings.uri or self.runs.experiment != self.settings.experiment:
-            spool = self.sender.spool
-            if spool.path.exists():
-                old = spool.path.with_name(f"spool-{int(time.time())}.jsonl")
-                os.replace(spool.path, old)
-                self.sender.queued = 0
-                logger.warning("MLflow: the study now tracks to %s (%s); the records queued for %s were moved to %s.",
-                               self.settings.uri, self.settings.experiment, self.runs.uri, old)
-            uid = self.runs.ids.get("uid") or os.urandom(8).hex()
-            self.runs.reset(self.settings.uri, self.settings.experiment)
-            self.runs.set("uid", uid)
-            stored = study.optuna_study.user_attrs.get(STUDY_ATTR) or {}
-            if stored.get("uri") == self.settings.uri and stored.get("experiment") == self.settings.experiment \
-                    and stored.get("run_id"):
-                self.runs.set(STUDY_KEY, stored["run_id"])  # state dir lost, the study remembers its run
-        self._save_attr(study)
-
-    def _save_attr(self, study: "StudyView") -> None:
-        attr = {"uri": self.settings.uri, "experiment": self.settings.experiment,
+    def attr(self) -> dict[str, Any]:
+        return {"uri": self.settings.uri, "experiment": self.settings.experiment,
                 "run_id": self.runs.get(STUDY_KEY), "state_dir": str(self.state_dir.resolve())}
-        if study.optuna_study.user_attrs.get(STUDY_ATTR) != attr:
-            study.optuna_study.set_user_attr(STUDY_ATTR, attr)
+
+    def recall(self, study: "StudyView") -> None:
+        stored = study.optuna_study.user_attrs.get(STUDY_ATTR) or {}
+        if stored.get("uri") == self.settings.uri and stored.get("experiment") == self.settings.experiment \
+                and stored.get("run_id"):
+            self.runs.set(STUDY_KEY, stored["run_id"])  # state dir lost, the study remembers its run
 
     def _remember_study_run(self, run_id: str) -> None:
         if self._study is not None:
-            self._save_attr(self._study)
+            self.save_attr(self._study)
 
-    def _study_fields(self, study: "StudyView") -> tuple[dict[str, str], dict[str, str]]:
-        meta = study.optuna_study.user_attrs.get("tunelab") or {}
-        params = {"sampler": str(meta.get("sampler")), "seed": str(meta.get("seed")),
-                  "scheduler": str(meta.get("scheduler"))}
-        params.update({f"space.{k}": json.dumps(v, default=str) for k, v in study.space_dict.items()})
-        for m in study.metrics.metrics:
-            spec = {"goal": m.goal} if m.strategy == "optimize" else {"strategy": m.strategy}
-            spec.update({k: v for k, v in (("min", m.min), ("max", m.max)) if v is not None})
-            params[f"metric.{m.name}"] = json.dumps(spec)
-        tags = {"tunelab.key": f"{self._uid}/{STUDY_KEY}", "study": study.name}
-        if self.config is not None:
-            cfg = self.config
-            params.update({f"search.{k}": json.dumps(v, default=str) for k, v in cfg.search.options.items()})
-            tags["objective"] = repr(cfg.objective)
-            for section, value in (("budget", cfg.budget), ("execution", cfg.execution)):
-                for name, item in vars(value).items():
-                    if item is not None:
-                        tags[f"{section}.{name}"] = str(item)
-        return params, tags
 
-    def _log_best_so_far(self, trial: "TrialInfo") -> None:
-        study = self._study
-        if study is None or study.metrics.is_multi_objective or trial.state != State.COMPLETE:
+class MlflowWriter(Writer):
+    """Sends records through an ``MlflowClient``-like object, resolving run keys with ``runs``."""
+
+    def __init__(self, client: Any, runs: RunMap, *, on_study_run: Any = None) -> None:
+        super().__init__(runs)
+        self.client = client
+        self.on_study_run = on_study_run
+
+    @contextlib.contextmanager
+    def calling(self) -> Iterator[None]:
+        added = [k for k in _FAST_HTTP if k not in os.environ]
+        for key in added:
+            os.environ[key] = _FAST_HTTP[key]
+        try:
+            yield
+        finally:
+            for key in added:
+                os.environ.pop(key, None)
+
+    def classify(self, exc: BaseException) -> Exception:
+        code = getattr(exc, "error_code", None)
+        if code in _PERMANENT_CODES:
+            return RecordRejected(f"{code}: {_short(exc)}")
+        return TrackingUnavailable(f"{type(exc).__name__}: {_short(exc)}")
+
+    def _run_id(self, key: str) -> str:
+        run_id = self.runs.get(key)
+        if run_id is None:
+            raise RecordRejected(f"no MLflow run for {key!r} (its creation was rejected)")
+        return run_id
+
+    # ---- the protocol ----------------------------------------------------------------------------
+
+    def study(self, record: Mapping[str, Any], replay: bool) -> None:
+        if self.runs.get("experiment") is None:
+            self._experiment(record["experiment"], record.get("artifact_location"))
+        if self.runs.get(STUDY_KEY) is None:
+            self._create(record, None, replay)
             return
-        if not trial.values or not trial.feasible:
-            return
-        value = trial.values[0]
-        primary = study.metrics.primary
-        if self._best is None or primary.better(value, self._best):
-            self._best = value
-            self._submit({"op": "log", "key": STUDY_KEY,
-                          "metrics": [[f"best.{primary.name}", value, _ms(trial.end), trial.number]]})
+        # A resumed study goes on in its run; MLflow params never change, so only new ones are added.
+        self.client.update_run(self._run_id(STUDY_KEY), status="RUNNING")
+        self.log({"key": STUDY_KEY, "params": record.get("params"), "new_params_only": True,
+                  "tags": record.get("tags")}, replay)
+
+    def trial(self, record: Mapping[str, Any], replay: bool) -> None:
+        params = {k: _param_value(v) for k, v in (record.get("config") or {}).items()}
+        self._create({**record, "params": params}, STUDY_KEY, replay)
+
+    def log(self, record: Mapping[str, Any], replay: bool) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        run_id = self._run_id(record["key"])
+        params = {k: clip(v, MAX_PARAM_LENGTH) for k, v in (record.get("params") or {}).items()}
+        if params and record.get("new_params_only"):
+            existing = self.client.get_run(run_id).data.params
+            params = {k: v for k, v in params.items() if k not in existing}
+        tags = [RunTag(k, clip(v, MAX_TAG_LENGTH)) for k, v in (record.get("tags") or {}).items()]
+        metrics = [Metric(name, float(value), int(ts), int(step))
+                   for name, value, ts, step in record.get("metrics") or [] if value is not None]
+        for chunk in _chunks([Param(k, v) for k, v in params.items()], MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, params=chunk, synchronous=True)
+        for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=chunk, synchronous=True)
+        for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=chunk, synchronous=True)
+
+    def end(self, record: Mapping[str, Any], replay: bool) -> None:
+        self.log({"key": record["key"], "metrics": record.get("metrics"), "tags": record.get("tags")}, replay)
+        self.client.set_terminated(self._run_id(record["key"]), status=record["status"], end_time=record.get("end_ms"))
+        self.runs.mark_ended(record["key"])
+
+    finish = end
+
+    def artifact(self, record: Mapping[str, Any], replay: bool) -> None:
+        run_id = self._run_id(record["key"])
+        path = Path(record["path"])
+        if not path.exists():
+            raise RecordRejected(f"{path} no longer exists")
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), record.get("dir"))
+        else:
+            self.client.log_artifact(run_id, str(path), record.get("dir"))
+
+    # ---- runs ------------------------------------------------------------------------------------
+
+    def _experiment(self, name: str, location: str | None) -> None:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                experiment_id = self.client.create_experiment(name, artifact_location=location)
+            except Exception as exc:  # noqa: BLE001 - created meanwhile by another process
+                experiment = self.client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise exc
+                experiment_id = experiment.experiment_id
+        elif experiment.lifecycle_stage == "deleted":
+            raise RecordRejected(f"MLflow experiment {name!r} is deleted; restore it (`mlflow experiments restore`) "
+                                 "or track to another experiment")
+        else:
+            experiment_id = experiment.experiment_id
+        self.runs.set("experiment", experiment_id)
+
+    def _create(self, record: Mapping[str, Any], parent: str | None, replay: bool) -> None:
+        """A run for the record's key (nested under ``parent``'s), looked up first on a replay."""
+        key = record["key"]
+        experiment_id = self._run_id("experiment")
+        tags = {k: clip(v, MAX_TAG_LENGTH) for k, v in (record.get("tags") or {}).items()}
+        if parent:
+            tags["mlflow.parentRunId"] = self._run_id(parent)
+        run_id = self.runs.get(key)
+        if run_id is None and replay and tags.get("tunelab.key"):
+            found = self.client.search_runs(
+                [experiment_id], filter_string=f"tags.`tunelab.key` = '{tags['tunelab.key']}'", max_results=1)
+            run_id = found[0].info.run_id if found else None
+        if run_id is None:
+            run = self.client.create_run(experiment_id, start_time=record.get("start_ms"), tags=tags,
+                                         run_name=record.get("name"))
+            run_id = run.info.run_id
+            self.runs.set(key, run_id)
+            if key == STUDY_KEY and self.on_study_run is not None:
+                self.on_study_run(run_id)
+        elif key not in self.runs.ids:
+            self.runs.set(key, run_id)
+        if record.get("params"):
+            self.log({"key": key, "params": record["params"]}, replay)
+
+
+def clip(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def _param_value(value: Any) -> str:

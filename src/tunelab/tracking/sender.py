@@ -1,4 +1,4 @@
-"""A background thread that sends tracking records, so MLflow never slows the tuner loop.
+"""A background thread that sends tracking records, so a tracker never slows the tuner loop.
 
 Hooks put records on a queue and return at once. The sender sends them in order while the
 study runs; reports of one run queued behind a slow store go out together, in one call. When
@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable
 
 from tunelab.tracking.spool import Spool
-from tunelab.tracking.writer import MlflowWriter, RecordRejected, TrackingUnavailable
+from tunelab.tracking.writer import RecordRejected, TrackingUnavailable, Writer
 
 logger = logging.getLogger("tunelab.tracking")
 
@@ -35,19 +35,21 @@ MERGE_ROWS = 1000
 class Sender:
     def __init__(
         self,
-        make_writer: Callable[[], MlflowWriter],
+        make_writer: Callable[[], Writer],
         spool: Spool,
         *,
         uri: str,
+        label: str = "MLflow",
         probe_interval_s: float = 10.0,
         retry_delays: tuple[float, ...] = (0.25, 1.0),
     ) -> None:
         self.make_writer = make_writer
         self.spool = spool
         self.uri = uri
+        self.label = label  # the tracker, as messages name it
         self.probe_interval_s = probe_interval_s
         self.retry_delays = retry_delays
-        self.writer: MlflowWriter | None = None
+        self.writer: Writer | None = None
         self.queued = len(spool)  # records waiting on disk
         self.sent = 0
         self.rejected = 0
@@ -60,7 +62,7 @@ class Sender:
         self._carrying = threading.Lock()
         self._in_flight = 0  # a record the thread is sending right now
         self._prepare: dict[int, Callable[[], bool]] = {}  # id(record) -> its preparation
-        self._thread = threading.Thread(target=self._run, name="tunelab-mlflow", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"tunelab-{label.lower()}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -89,18 +91,18 @@ class Sender:
             self._thread.join(min(QUIET_END_S, timeout_s))
             if self._thread.is_alive():
                 left = max(self.pending() - 1, 1)  # less the stop mark
-                logger.warning("MLflow: sending %d tracking record(s) to MLflow at %s (at most %.0f s more)...",
-                               left, self.uri, max(timeout_s - QUIET_END_S, 0.0))
+                logger.warning("%s: sending %d tracking record(s) to %s at %s (at most %.0f s more)...", self.label,
+                               left, self.label, self.uri, max(timeout_s - QUIET_END_S, 0.0))
                 self._thread.join(max(timeout_s - QUIET_END_S, 0.0))
         if self._thread.is_alive():  # the store is slow, or MLflow is still starting up
             self._abandon.set()
             self._spool_outbox()
             self._thread.join(2.0)
         if self.rejected > 3:
-            logger.warning("MLflow rejected %d tracking record(s) in all.", self.rejected)
+            logger.warning("%s rejected %d tracking record(s) in all.", self.label, self.rejected)
         if self.queued:
-            logger.warning("MLflow: %d tracking record(s) were not sent to %s; they are kept in %s and sent by the "
-                           "next run of this study, or now with `tunelab sync`.", self.queued, self.uri,
+            logger.warning("%s: %d tracking record(s) were not sent to %s; they are kept in %s and sent by the "
+                           "next run of this study, or now with `tunelab sync`.", self.label, self.queued, self.uri,
                            self.spool.path)
 
     def _spool_outbox(self) -> None:
@@ -123,6 +125,16 @@ class Sender:
     # ---- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.writer is not None:
+                try:
+                    self.writer.close()
+                except Exception as exc:  # noqa: BLE001 - the records are sent; closing is courtesy
+                    logger.warning("%s: closing failed: %s: %s", self.label, type(exc).__name__, exc)
+
+    def _loop(self) -> None:
         try:
             self.writer = self.make_writer()
         except Exception as exc:  # noqa: BLE001 - e.g. a store MLflow cannot open: the study goes on
@@ -193,9 +205,9 @@ class Sender:
         """A record the store refuses for good is dropped (it would block the queue); said a few times."""
         self.rejected += 1
         if self.rejected <= 3:
-            logger.warning("MLflow rejected a %s record: %s", record["op"], exc)
+            logger.warning("%s rejected a %s record: %s", self.label, record["op"], exc)
         elif self.rejected == 4:
-            logger.warning("MLflow rejects more records; the count is given at the end of the study.")
+            logger.warning("%s rejects more records; the count is given at the end of the study.", self.label)
 
     def _flush(self) -> None:
         """Send the records queued on disk, when it is time to try the store again."""
@@ -218,7 +230,7 @@ class Sender:
             self._next_probe = time.monotonic() + self.probe_interval_s
             return
         if self._offline:
-            logger.warning("MLflow at %s answers again; sent %d queued record(s).", self.uri, sent)
+            logger.warning("%s at %s answers again; sent %d queued record(s).", self.label, self.uri, sent)
         self._offline = False
 
     def _send_queued(self, record: dict[str, Any]) -> None:
@@ -234,8 +246,8 @@ class Sender:
         self._next_probe = time.monotonic() + self.probe_interval_s
         if not self._warned:
             self._warned = True
-            logger.warning("MLflow at %s cannot be reached (%s). The study goes on; tracking records are queued in "
-                           "%s and sent when it answers again (or run `tunelab sync`).", self.uri, exc,
+            logger.warning("%s at %s cannot be reached (%s). The study goes on; tracking records are queued in "
+                           "%s and sent when it answers again (or run `tunelab sync`).", self.label, self.uri, exc,
                            self.spool.path)
 
 

@@ -2,8 +2,10 @@
 
 ``<trial_dir>/<study>/.mlflow/``:
 
-- ``runs.json``: which MLflow run belongs to which tunelab key (``experiment``, ``study``,
+- ``runs.json``: which run belongs to which tunelab key (``experiment``, ``study``,
   ``trial:<number>``), so records can be sent later, by another process (``tunelab sync``);
+- ``logged.jsonl``: how many reports of each trial the tracker has taken (a line each time it
+  takes more), so a study resumed after ``kill -9`` sends again only the reports that were lost;
 - ``spool.jsonl``: the records not yet delivered, one JSON object a line, in order;
 - ``lock``: a file lock, so the tracker and ``tunelab sync`` never send a record twice.
 """
@@ -25,7 +27,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class RunMap:
-    """tunelab keys to MLflow ids, for one tracking URI and experiment."""
+    """tunelab keys to a tracker's ids, for one target (tracking URI, project, directory) and experiment."""
 
     def __init__(self, directory: Path) -> None:
         self.path = Path(directory) / "runs.json"
@@ -34,10 +36,30 @@ class RunMap:
         self.experiment: str | None = data.get("experiment")
         self.ids: dict[str, str] = dict(data.get("ids") or {})
         self.ended: set[str] = set(data.get("ended") or [])
+        self.drivers: set[str] = set(data.get("drivers") or [])  # the tunelab runs that tracked with this state
+        self._logged_path = Path(directory) / "logged.jsonl"
+        self.logged: dict[str, int] = {}
+        if self._logged_path.exists():
+            for line in self._logged_path.read_text().splitlines():
+                try:
+                    key, count = json.loads(line)
+                except (ValueError, TypeError):
+                    continue  # a line cut short by a crash
+                self.logged[key] = max(self.logged.get(key, 0), int(count))
 
     def reset(self, uri: str, experiment: str) -> None:
-        self.uri, self.experiment, self.ids, self.ended = uri, experiment, {}, set()
+        self.uri, self.experiment, self.ids, self.ended, self.logged = uri, experiment, {}, set(), {}
+        self.drivers = set()
+        self._logged_path.unlink(missing_ok=True)
         self.save()
+
+    def mark_logged(self, key: str, count: int) -> None:
+        """The tracker holds the first ``count`` reports of ``key``."""
+        if count > self.logged.get(key, 0):
+            self.logged[key] = count
+            self._logged_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._logged_path, "a") as handle:
+                handle.write(json.dumps([key, count]) + "\n")
 
     def get(self, key: str) -> str | None:
         return self.ids.get(key)
@@ -50,10 +72,14 @@ class RunMap:
         self.ended.add(key)
         self.save()
 
+    def add_driver(self, driver: str) -> None:
+        self.drivers.add(driver)
+        self.save()
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path, {"uri": self.uri, "experiment": self.experiment, "ids": self.ids,
-                                      "ended": sorted(self.ended)})
+                                      "ended": sorted(self.ended), "drivers": sorted(self.drivers)})
 
 
 class Spool:

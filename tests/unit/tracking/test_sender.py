@@ -12,11 +12,10 @@ import pytest
 from fake_mlflow import FakeClient
 from tunelab.api import run_study
 from tunelab.config import parse_config
-from tunelab.tracking.mlflow import MlflowTracker
+from tunelab.tracking.mlflow import MlflowTracker, MlflowWriter
 from tunelab.tracking.sender import Sender
 from tunelab.tracking.settings import MlflowSettings
 from tunelab.tracking.spool import RunMap, Spool
-from tunelab.tracking.writer import MlflowWriter
 
 URI = "http://127.0.0.1:9/"  # never contacted: the fake client stands in
 
@@ -48,8 +47,9 @@ def _sender(tmp_path: Path, client: Any, **kw: Any) -> Sender:
 
 
 def _start_study_run(sender: Sender) -> None:
-    sender.put({"op": "experiment", "name": "exp"})
-    sender.put({"op": "run", "key": "study", "name": "s", "parent": None, "tags": {}, "params": {}})
+    sender.put({"op": "study", "key": "study", "name": "s", "experiment": "exp", "tags": {}, "params": {}})
+    sender.put({"op": "trial", "key": "trial:0", "number": 0, "name": "trial_0000", "config": {"x": 1},
+                "tags": {"trial": "0"}})
 
 
 def test_records_are_sent_while_the_study_runs_not_at_its_end(tmp_path: Path) -> None:

@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from tunelab.cli.run import cli_tracking
-from tunelab.errors import ConfigError
-from tunelab.tracking.settings import DEFAULT_URI, MlflowSettings, parse_tracking
+from tunelab.errors import ConfigError, MissingDependencyError
+from tunelab.tracking.settings import (
+    DEFAULT_URI,
+    MlflowSettings,
+    TensorboardSettings,
+    WandbSettings,
+    parse_trackers,
+    parse_tracking,
+)
 
 
 def parse(raw, default: bool = False, base: Path = Path("/study")) -> MlflowSettings | None:
@@ -32,7 +39,13 @@ def test_values_and_relative_paths() -> None:
 
 
 @pytest.mark.parametrize(("raw", "field"), [
-    ({"wandb": {}}, "tracking.wandb"),
+    ({"comet": {}}, "tracking.comet"),
+    ({"wandb": 3}, "tracking.wandb"),
+    ({"wandb": {"projekt": "p"}}, "tracking.wandb.projekt"),
+    ({"wandb": {"mode": "sometimes"}}, "tracking.wandb.mode"),
+    ({"wandb": {"project": ""}}, "tracking.wandb.project"),
+    ({"tensorboard": {"logdir": "tb"}}, "tracking.tensorboard.logdir"),
+    ({"tensorboard": {"dir": 5}}, "tracking.tensorboard.dir"),
     ({"mlflow": {"url": "x"}}, "tracking.mlflow.url"),
     ({"mlflow": {"uri": ""}}, "tracking.mlflow.uri"),
     ({"mlflow": {"uri": 5}}, "tracking.mlflow.uri"),
@@ -69,3 +82,27 @@ def test_cli_default_is_mlflow_when_installed(monkeypatch) -> None:
     assert cli_tracking({}, flags()) == {"mlflow": {}}
     monkeypatch.setattr(settings, "mlflow_installed", lambda: False)
     assert cli_tracking({}, flags()) == {}
+
+
+def test_several_trackers_at_once_with_their_defaults() -> None:
+    got = parse_trackers({"mlflow": {"uri": "http://127.0.0.1:5000"}, "wandb": {"mode": "offline", "entity": "team"},
+                          "tensorboard": True}, base_dir=Path("/study"), study_name="sst2")
+    assert got == [MlflowSettings("http://127.0.0.1:5000", "sst2"),
+                   WandbSettings(project="sst2", group="sst2", dir="/study", entity="team", mode="offline"),
+                   TensorboardSettings("/study/tensorboard/sst2")]
+    assert parse({"wandb": {"project": "p"}, "tensorboard": {"dir": "tb"}}) is None  # no MLflow among them
+    assert parse_trackers({"wandb": False, "tensorboard": None}, base_dir=Path("/s"), study_name="s") == []
+
+
+@pytest.mark.parametrize(("section", "module", "extra"), [("wandb", "wandb", "wandb"),
+                                                          ("tensorboard", "tensorboard", "tensorboard")])
+def test_a_missing_package_names_its_extra(monkeypatch, section: str, module: str, extra: str) -> None:
+    import importlib.util
+    import tomllib
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'tunelab\[{extra}\]'"):
+        parse({section: {}})
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+    assert extra in pyproject["project"]["optional-dependencies"]  # the extra the message names exists

@@ -14,12 +14,12 @@ from fake_mlflow import FakeClient
 from tunelab.api import run_study
 from tunelab.config import parse_config
 from tunelab.errors import TrialFailed
-from tunelab.tracking.mlflow import STUDY_ATTR, MlflowTracker
+from tunelab.tracking.mlflow import STUDY_ATTR, MlflowTracker, MlflowWriter
 from tunelab.tracking.sender import Sender
 from tunelab.tracking.settings import MlflowSettings
 from tunelab.tracking.spool import RunMap, Spool
 from tunelab.tracking.sync import sync_study
-from tunelab.tracking.writer import MlflowWriter, RecordRejected
+from tunelab.tracking.writer import RecordRejected
 
 URI = "http://127.0.0.1:9/"  # never contacted: the fake client stands in
 
@@ -180,8 +180,7 @@ def test_a_rejected_record_is_dropped_not_retried(tmp_path: Path) -> None:
     runs = RunMap(tmp_path)
     runs.reset(URI, "exp")
     writer = MlflowWriter(client, runs)
-    writer.send({"op": "experiment", "name": "exp"})
-    writer.send({"op": "run", "key": "study", "name": "s", "params": {"seed": "0"}})
+    writer.send({"op": "study", "key": "study", "name": "s", "experiment": "exp", "params": {"seed": "0"}})
     with pytest.raises(RecordRejected):
         writer.send({"op": "log", "key": "study", "params": {"seed": "1"}})
     writer.send({"op": "log", "key": "study", "params": {"seed": "1", "new": "x"}, "new_params_only": True})
