@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ import time
 from typing import Iterator
 
 from tunelab.driver import driver_alive, this_driver
+from tunelab.filelock import file_lock
 
 logger = logging.getLogger("tunelab.storage")
 
@@ -183,12 +183,8 @@ class JournalLock:
     @contextlib.contextmanager
     def _breakers(self) -> Iterator[None]:
         """Breaking a lock happens one process at a time, so none removes a lock another just made."""
-        with open(self.journal_path, "ab") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.journal_path):
+            yield
 
     def _tell_broken(self, owner: dict | None, waited_s: float) -> None:
         if owner is not None and self._owner_gone(owner):

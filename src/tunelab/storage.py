@@ -26,11 +26,11 @@ SQLite a file lock, ``<file>.lock`` beside the database).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tunelab.errors import ConfigError
+from tunelab.filelock import file_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -188,12 +188,8 @@ def sqlite_creation_lock(sa_url: str) -> Iterator[None]:
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(f"{path}.lock"):
+        yield
 
 
 def _hide_password(url: str) -> str:

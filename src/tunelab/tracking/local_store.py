@@ -17,13 +17,14 @@ records and ``tunelab sync`` failed, for good. So:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Iterator
+
+from tunelab.filelock import file_lock
 
 logger = logging.getLogger("tunelab.tracking")
 
@@ -60,12 +61,8 @@ def prepare_local_store(uri: str) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(f"{path}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(f"{path}.lock"):
+        yield
 
 
 def _artifact_root(path: Path) -> str:

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from tunelab.filelock import file_lock
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -94,16 +95,8 @@ class Spool:
     def locked(self, wait: bool = True) -> Iterator[bool]:
         """Hold the spool's file lock; yields False (without holding it) when ``wait`` is off and it is taken."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self._lock_path, wait) as held:
+            yield held
 
     def append(self, record: dict[str, Any]) -> None:
         with self.locked():
