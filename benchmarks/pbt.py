@@ -207,7 +207,7 @@ def w_ray(population: int, seed: int, tmp: Path, *, pbt: bool) -> dict[str, Any]
         param_space={"member": tune.grid_search(list(range(population))),
                      "h0": tune.sample_from(lambda spec: inits[spec.config["member"]][0]),
                      "h1": tune.sample_from(lambda spec: inits[spec.config["member"]][1])},
-        tune_config=tune.TuneConfig(metric="Q", mode="max", scheduler=scheduler, num_samples=1),
+        tune_config=tune.TuneConfig(metric="Q", mode="max", scheduler=scheduler, num_samples=1, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(tmp / "ray_results"), name="toy", verbose=0),
     )
     start = time.time()

@@ -34,6 +34,7 @@ from tunelab.trial import State, TrialRecord
 
 STEP_TOLERANCE = 1e-9
 FACTORS = (0.8, 1.2)
+_MEMBER_STATES = (State.RUNNING, State.COMPLETE, State.PRUNED)
 
 
 class PBTScheduler(BaseScheduler):
@@ -182,39 +183,57 @@ class PBTScheduler(BaseScheduler):
     # ---- decisions, pure functions of the records --------------------------------------------
 
     def is_perturbation_step(self, trial: TrialRecord, step: float) -> bool:
-        """Whether a report at ``step`` reaches a multiple of the interval its previous one had not."""
+        """Whether a report at ``step`` reaches a multiple of the interval that the trial's previous
+        report (or, for its first, the step it started at) had not."""
         k = math.floor(step / self.perturbation_interval + STEP_TOLERANCE)
         if k < 1:
             return False
         earlier = [r.step for r in trial.history if r.step < step - STEP_TOLERANCE]
-        before = max(earlier) if earlier else 0.0
+        before = max(earlier) if earlier else self.start_step(trial, step)
         return math.floor(before / self.perturbation_interval + STEP_TOLERANCE) < k
 
-    def quantiles(
-        self, records: Any, step: float, include: TrialRecord | None = None, exclude: int | None = None
-    ) -> tuple[list[int], list[int]]:
-        """(bottom, top) trial ids among the running members, ranked at ``step``.
+    def start_step(self, trial: TrialRecord, first: float) -> float:
+        """The step a trial started at: 0, or for a clone its parent's last report before ``first``
+        (the clone's first report), which is where the parent's checkpoint stood."""
+        given = getattr(trial, "start_step", None)  # when the record carries it
+        if isinstance(given, (int, float)) and not isinstance(given, bool) and math.isfinite(given):
+            return float(given)
+        parent = self._known.get(trial.parent_id) if trial.parent_id is not None else None
+        if parent is None:
+            return 0.0
+        before = [r.step for r in parent.history if r.step < first - STEP_TOLERANCE]
+        return max(before) if before else 0.0
 
-        Each member counts with its latest value at or before ``step``; members with none are left
-        out. As in Ray Tune, each quantile holds ``ceil(n * quantile)`` members, at most ``n // 2``;
-        ties are broken by trial number (the older member ranks higher).
+    def quantiles(
+        self, records: Any, step: float, include: TrialRecord | None = None
+    ) -> tuple[list[int], list[int]]:
+        """(bottom, top) trial ids of the population at ``step``, best first in ``top``.
+
+        The population at ``step`` is every trial that was training within one interval of it
+        (its last report at or after ``step - interval``; running, complete, or stopped by an
+        exploit, which keeps its place until its clone has reported, as a member keeps its last
+        score in Ray Tune), each counted with its latest value at or before ``step``. As in Ray
+        Tune, each quantile holds ``ceil(n * quantile)`` members, at most ``n // 2``; ties are
+        broken by trial number (the older member ranks higher).
         """
-        members = {r.trial_id: r for r in records if r.state == State.RUNNING}
+        members = {r.trial_id: r for r in records if r.state in _MEMBER_STATES and r.history
+                   and r.history[-1].step >= step - self.perturbation_interval - STEP_TOLERANCE}
         if include is not None:
             members[include.trial_id] = include
-        members.pop(exclude, None)  # type: ignore[arg-type]
-        scores: list[tuple[float, int]] = []
-        for tid, record in members.items():
-            value = _value_at(record, self.metric, step)
-            if value is not None:
-                scores.append((self.score(value), tid))
-        if len(scores) < 2:
-            return [], []
-        ranked = [tid for _s, tid in sorted(scores, key=lambda p: (-p[0], p[1]))]
+        ranked = self._ranked(members.values(), step)
         size = min(math.ceil(len(ranked) * self.quantile - STEP_TOLERANCE), len(ranked) // 2)
         if size < 1:
             return [], []
         return ranked[-size:], ranked[:size]
+
+    def _ranked(self, records: Any, step: float) -> list[int]:
+        """Trial ids by their latest value at or before ``step``, best first (no value: left out)."""
+        scores: list[tuple[float, int]] = []
+        for record in records:
+            value = _value_at(record, self.metric, step)
+            if value is not None:
+                scores.append((self.score(value), record.trial_id))
+        return [tid for _s, tid in sorted(scores, key=lambda p: (-p[0], p[1]))]
 
     def owed(self, records: Any) -> list[tuple[int, float]]:
         """(trial, step) of the exploits decided but not yet cloned, oldest trial first.
@@ -223,6 +242,8 @@ class PBTScheduler(BaseScheduler):
         only thing that prunes in a PBT study); each clone (a record with a parent) pays one.
         """
         records = list(records)
+        for r in records:
+            self._known.setdefault(r.trial_id, r)
         exploited = sorted(
             (r.trial_id, r.history[-1].step) for r in records
             if r.state == State.PRUNED and r.history and self.is_perturbation_step(r, r.history[-1].step)
@@ -231,16 +252,18 @@ class PBTScheduler(BaseScheduler):
         return exploited[clones:]
 
     def donor(self, records: Any, trial_id: int, step: float) -> int | None:
-        """The top-quantile member that ``trial_id`` (stopped at ``step``) clones, or None."""
-        records = [r for r in records if r.history]
-        _bottom, top = self.quantiles(records, step, include=None, exclude=trial_id)
-        if not top:  # one member left: it is the top
-            running = sorted(r.trial_id for r in records if r.state == State.RUNNING and r.trial_id != trial_id
-                             and _value_at(r, self.metric, step) is not None)
-            top = running[:1]
-        if not top:
-            return None
-        return int(self._rng(trial_id, step, "donor").choice(sorted(top)))
+        """The member that ``trial_id`` (stopped at ``step``) clones: a random one of the top
+        quantile that is still running (else complete), or the best such member when the top
+        quantile has none."""
+        records = list(records)
+        by_id = {r.trial_id: r for r in records}
+        _bottom, top = self.quantiles(records, step, include=by_id.get(trial_id))
+        for states in ((State.RUNNING,), (State.COMPLETE,)):
+            candidates = sorted(t for t in top if t != trial_id and by_id[t].state in states)
+            if candidates:
+                return int(self._rng(trial_id, step, "donor").choice(candidates))
+        fallback = [t for t in self._ranked((r for r in records if r.state == State.RUNNING), step) if t != trial_id]
+        return fallback[0] if fallback else None
 
     def mutate(self, config: Mapping[str, Any], *, trial_id: int, step: float) -> tuple[dict[str, Any], dict[str, str]]:
         """A mutated copy of ``config`` and the change of each parameter (``"3e-05 --- (* 1.2) --> 3.6e-05"``)."""

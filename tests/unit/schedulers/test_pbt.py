@@ -101,7 +101,8 @@ def test_quantile_sizes_follow_ray_tune():
     s = pbt(quantile=0.5)
     records = [member(i, [0.1 * i]) for i in range(5)]
     bottom, top = s.quantiles(records, 1.0)
-    assert (bottom, top) == ([1, 0], [4, 3])  # ceil(5 * 0.5) = 3, capped at 5 // 2 = 2
+    assert (bottom, top) == ([1, 0], [4, 3])
+    assert s.quantiles(records[:1], 1.0) == ([], [])  # ceil(5 * 0.5) = 3, capped at 5 // 2 = 2
     two = pbt(population=2)
     assert two.quantiles(records[:2], 1.0) == ([0], [1])
 
@@ -251,3 +252,37 @@ def test_factory_builds_and_round_trips():
     built = PBTScheduler("accuracy")  # built in Python, bound to the study's space by the factory
     assert make_scheduler(built, "accuracy", "maximize", space=SPACE) is built
     assert set(built.mutable) == {"learning_rate", "batch_size", "layers", "dropout"}
+
+
+def test_a_clone_is_first_judged_an_interval_after_the_step_it_started_at():
+    s = pbt(perturbation_interval=4)
+    parent = member(0, [0.1 * i for i in range(1, 7)])  # reported steps 1..6
+    s.on_end(parent)
+    clone = TrialRecord(8, CONFIG, history=(Report(5.0, {"acc": 0.5}),), parent_id=0)
+    # It started from the parent's step-4 checkpoint: step 5 crosses no multiple of 4 since.
+    assert not s.is_perturbation_step(clone, 5.0)
+    later = TrialRecord(8, CONFIG, history=(Report(5.0, {}), Report(8.0, {"acc": 0.5})), parent_id=0)
+    assert s.is_perturbation_step(later, 8.0)
+    root = TrialRecord(9, CONFIG, history=(Report(5.0, {"acc": 0.5}),))
+    assert s.is_perturbation_step(root, 5.0)  # a root started at 0: it crossed 4
+
+
+def test_a_stopped_member_keeps_its_place_for_one_interval():
+    """As in Ray Tune (the exploited member keeps its last score until its next perturbation),
+    a stopped member still counts in rankings within one interval of its last report."""
+    s = pbt(population=3, quantile=0.5)
+    s.on_result(member(0, [0.9]), 1.0, {"acc": 0.9})
+    assert s.on_result(member(1, [0.1]), 1.0, {"acc": 0.1}) is Decision.STOP
+    s.on_end(member(1, [0.1], state=State.PRUNED))
+    assert s.on_result(member(2, [0.5]), 1.0, {"acc": 0.5}) is Decision.CONTINUE  # 0.1 is still below it
+    # Two steps on, the stopped member (last report at step 1) is out of the population.
+    s.on_result(member(0, [0.9, 0.9, 0.9]), 3.0, {"acc": 0.9})
+    assert s.on_result(member(2, [0.5, 0.5, 0.5]), 3.0, {"acc": 0.5}) is Decision.STOP
+
+
+def test_members_far_behind_are_left_out_but_judged_against_those_ahead():
+    s = pbt(population=2)
+    ahead = member(0, [0.2, 0.3, 0.4, 0.5, 0.6])
+    s.on_result(ahead, 5.0, {"acc": 0.6})
+    # Trial 1 is at step 2: trial 0 counts with its step-2 value (0.3), so 0.25 is below it.
+    assert s.on_result(member(1, [0.1, 0.25]), 2.0, {"acc": 0.25}) is Decision.STOP
