@@ -161,7 +161,7 @@ def w_tunelab(population: int, seed: int, tmp: Path, *, pbt: bool) -> dict[str, 
 # ---- Ray Tune ---------------------------------------------------------------------------------
 
 
-def w_ray(population: int, seed: int, tmp: Path, *, pbt: bool) -> dict[str, Any]:
+def w_ray(population: int, seed: int, tmp: Path, *, pbt: bool, synch: bool = False) -> dict[str, Any]:
     import random
 
     import numpy as np
@@ -199,7 +199,7 @@ def w_ray(population: int, seed: int, tmp: Path, *, pbt: bool) -> dict[str, Any]
     scheduler: Any = FIFOScheduler()
     if pbt:
         scheduler = PopulationBasedTraining(
-            time_attr="step", perturbation_interval=INTERVAL, quantile_fraction=QUANTILE,
+            time_attr="step", perturbation_interval=INTERVAL, quantile_fraction=QUANTILE, synch=synch,
             resample_probability=RESAMPLE, hyperparam_mutations={"h0": tune.uniform(0.0, 1.0),
                                                                  "h1": tune.uniform(0.0, 1.0)})
     tuner = tune.Tuner(
@@ -222,7 +222,8 @@ def w_ray(population: int, seed: int, tmp: Path, *, pbt: bool) -> dict[str, Any]
             "exploits": exploits, "trials": len(results), "lineages_done": len(finals), "startup_s": startup}
 
 
-WORKERS = {"tunelab": w_tunelab, "ray": w_ray}
+WORKERS = {"tunelab": w_tunelab, "ray": w_ray,
+           "ray-synch": lambda population, seed, tmp, *, pbt: w_ray(population, seed, tmp, pbt=pbt, synch=True)}
 
 
 def _worker_main(args: argparse.Namespace) -> None:
@@ -247,8 +248,8 @@ def run_toy(args: argparse.Namespace) -> dict[str, Any]:
         for seed in range(args.seeds):
             for system in args.systems:
                 for fifo in (False, True):
-                    if fifo and seed >= args.fifo_seeds:
-                        continue
+                    if fifo and (seed >= args.fifo_seeds or system == "ray-synch"):
+                        continue  # ray-synch's baseline is ray's: without PBT they are the same run
                     key = f"{system}/{population}/{'fifo' if fifo else 'pbt'}"
                     argv = [__file__, "--worker", system, "--population", str(population), "--seed", str(seed)]
                     if fifo:
@@ -261,7 +262,9 @@ def run_toy(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for population in args.populations:
         for system in args.systems:
-            pbt, fifo = runs[f"{system}/{population}/pbt"], runs[f"{system}/{population}/fifo"]
+            base_system = "ray" if system == "ray-synch" else system
+            pbt = runs[f"{system}/{population}/pbt"]
+            fifo = runs.get(f"{base_system}/{population}/fifo") or runs[f"{system}/{population}/fifo"]
             wall, base = C.median(r["wall_s"] for r in pbt), C.median(r["wall_s"] for r in fifo)
             exploits = C.median(r["exploits"] for r in pbt)
             rows.append({
@@ -275,8 +278,10 @@ def run_toy(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "runs": runs}
 
 
-def write_toy(result: dict[str, Any], args: argparse.Namespace) -> None:
-    meta = {"when": C.now_utc(), "commit": C.git_commit(), "machine": C.machine_info(),
+def write_toy(result: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any] | None = None) -> None:
+    keep = ("when", "commit", "machine", "versions", "settings")
+    meta = {k: meta[k] for k in keep} if meta is not None else {
+            "when": C.now_utc(), "commit": C.git_commit(), "machine": C.machine_info(),
             "versions": C.versions(["tunelab", "optuna", "ray", "numpy"]),
             "settings": {"steps": STEPS, "interval": INTERVAL, "quantile": QUANTILE, "resample_probability": RESAMPLE,
                          "lr": LR, "theta0": THETA0, "step_s": STEP_S, "seeds": args.seeds,
@@ -288,7 +293,7 @@ def write_toy(result: dict[str, Any], args: argparse.Namespace) -> None:
          "overhead per perturbation"],
         [[r["system"], r["population"], f"{r['score_median']:.4f}", f"{r['fifo_score_median']:.4f}",
           f"{r['exploits_median']:g}", f"{r['wall_s_median']:.2f} / {r['fifo_wall_s_median']:.2f}",
-          "—" if r["overhead_per_perturbation_s"] is None else f"{r['overhead_per_perturbation_s'] * 1000:.0f} ms"]
+          _overhead(r["overhead_per_perturbation_s"])]
          for r in result["rows"]])
     m = meta["machine"]
     text = f"""# PBT on the PBT paper's toy problem: tunelab vs Ray Tune
@@ -312,6 +317,16 @@ Notes:
   1.2 - 0.81. PBT copies the better θ and mixes the h: both systems get there.
 - tunelab starts each clone as a new trial (its own Optuna trial, config and curve; the stopped
   member is recorded as pruned), from its parent's checkpoint; Ray restores the member in place.
+- Population 2 from the paper's symmetric start: both members have exactly the same Q at every
+  step until one is mutated, so who is "worse" is a tie. tunelab breaks ties by trial number
+  (the younger member is exploited), so it exploits at the first perturbation. Ray Tune's
+  asynchronous PBT records a member's score only at its own perturbation steps and exploits only
+  the member being judged, so with a tie it usually never exploits (4 of 5 seeds here: the final
+  Q stays at 0.39); `ray-synch` is Ray Tune with `synch=True`, which judges all members at once.
+- Overhead per perturbation: tunelab decides in-process and starts a clone as a new trial in a few
+  milliseconds, within the noise of these wall times (a negative value is noise). Ray Tune
+  pauses the member and restores it from the checkpoint on an actor (`reuse_actors=True`), on
+  2 busy cores here.
 - Ray's median `ray.init` start-up is not in the wall times: {', '.join(f"{r['startup_s_median']:.1f} s" for r in result['rows'] if r['startup_s_median'] is not None)}.
 - The fine-tuning comparison (`--finetune`, PBT vs ASHA+TPE vs grid on movie reviews) is written
   but was not run: it needs the trainer's full checkpoints and the tuner's clone binding
@@ -319,6 +334,12 @@ Notes:
 """
     (RESULTS / "pbt.md").write_text(text)
     print(text)
+
+
+def _overhead(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:.0f} ms" + (" (noise)" if seconds < 0 else "")
 
 
 # ---- part 2: fine-tuning on movie reviews (not run for the committed tables) -------------------
@@ -403,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--fifo-seeds", type=int, default=2, help="seeds of the no-PBT baseline runs")
     parser.add_argument("--populations", default="2,8")
-    parser.add_argument("--systems", default="tunelab,ray")
+    parser.add_argument("--systems", default="tunelab,ray,ray-synch")
+    parser.add_argument("--render", help="rewrite pbt.md from this pbt.json")
     parser.add_argument("--quick", action="store_true", help="one seed of each, prints only")
     parser.add_argument("--finetune", action="store_true", help="part 2: PBT vs ASHA+TPE vs grid on movie reviews")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -416,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.finetune:
         run_finetune(args)
+        return 0
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        args.seeds, args.fifo_seeds = saved["settings"]["seeds"], saved["settings"]["fifo_seeds"]
+        write_toy({"rows": saved["rows"], "runs": saved["runs"]}, args, meta=saved)
         return 0
     args.populations = [int(p) for p in args.populations.split(",")]
     args.systems = args.systems.split(",")
