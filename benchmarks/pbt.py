@@ -321,8 +321,10 @@ Notes:
   step until one is mutated, so who is "worse" is a tie. tunelab breaks ties by trial number
   (the younger member is exploited), so it exploits at the first perturbation. Ray Tune's
   asynchronous PBT records a member's score only at its own perturbation steps and exploits only
-  the member being judged, so with a tie it usually never exploits (4 of 5 seeds here: the final
-  Q stays at 0.39); `ray-synch` is Ray Tune with `synch=True`, which judges all members at once.
+  the member being judged, so with a tie it usually never exploits (the final Q stays at 0.39); `ray-synch` is Ray Tune with `synch=True`, which judges all members at once.
+- A seed fixes every random choice of both schedulers, not the order in which the members'
+  reports arrive (threads here, actors in Ray), so a rerun gives other numbers per seed: take the
+  medians, not single runs. Ray's async P=2 row exploited in 1 of 5 seeds.
 - Overhead per perturbation: tunelab decides in-process and starts a clone as a new trial in a few
   milliseconds, within the noise of these wall times (a negative value is noise). Ray Tune
   pauses the member and restores it from the checkpoint on an actor (`reuse_actors=True`), on
