@@ -324,7 +324,7 @@ Notes:
   the member being judged, so with a tie it usually never exploits (the final Q stays at 0.39); `ray-synch` is Ray Tune with `synch=True`, which judges all members at once.
 - A seed fixes every random choice of both schedulers, not the order in which the members'
   reports arrive (threads here, actors in Ray), so a rerun gives other numbers per seed: take the
-  medians, not single runs. Ray's async P=2 row exploited in 1 of 5 seeds.
+  medians, not single runs. Ray's async P=2 runs exploited in {_exploiting(result, "ray/2/pbt")} seeds.
 - Overhead per perturbation: tunelab decides in-process and starts a clone as a new trial in a few
   milliseconds, within the noise of these wall times (a negative value is noise). Ray Tune
   pauses the member and restores it from the checkpoint on an actor (`reuse_actors=True`), on
@@ -336,6 +336,11 @@ Notes:
 """
     (RESULTS / "pbt.md").write_text(text)
     print(text)
+
+
+def _exploiting(result: dict[str, Any], key: str) -> str:
+    runs = result["runs"].get(key) or []
+    return f"{sum(1 for r in runs if r['exploits'])} of {len(runs)}"
 
 
 def _overhead(seconds: float | None) -> str:
