@@ -256,7 +256,8 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
 
     check_study_name(config.name, "study_name" if surface == "api" else "name")
     primary = config.metrics.primary
-    scheduler = make_scheduler(config.scheduler, primary.name, primary.goal)
+    scheduler = make_scheduler(config.scheduler, primary.name, primary.goal, space=config.space,
+                               objective=config.objective)
     parse_tracking(config.tracking, base_dir=config.base_dir, study_name=config.name)  # errors before any work
     validate_objective(config.objective, config.space, config.metrics)
     identity = study_identity(config.space, config.metrics, config.objective, config.base_dir)

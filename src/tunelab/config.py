@@ -264,8 +264,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
     execution = parse_execution(_section(raw, "execution"))
     budget = parse_budget(_section(raw, "budget"), metrics)
     search = parse_search(_section(raw, "search"), metrics)
-    _check_scheduler(raw.get("scheduler"), metrics)
     objective = build_objective(raw["objective"], base_dir)
+    _check_scheduler(raw.get("scheduler"), metrics, space, objective)
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or not storage.strip() or "\x00" in storage):
         raise ConfigError("storage", f"is {shown(storage)}; it must be a path or a storage URL.",
@@ -287,11 +287,12 @@ def _section(raw: Mapping[str, Any], key: str) -> Any:
     return {} if value is None else value
 
 
-def _check_scheduler(spec: Any, metrics: MetricSet) -> None:
-    """Build the scheduler once to check it, so its errors come before anything else runs."""
+def _check_scheduler(spec: Any, metrics: MetricSet, space: Space, objective: Any) -> None:
+    """Build the scheduler once to check it (with the space and objective it must fit: PBT),
+    so its errors come before anything else runs."""
     from tunelab.schedulers import make_scheduler
 
-    make_scheduler(spec, metrics.primary.name, metrics.primary.goal)
+    make_scheduler(spec, metrics.primary.name, metrics.primary.goal, space=space, objective=objective)
 
 
 def build_objective(raw: Any, base_dir: Path) -> Any:

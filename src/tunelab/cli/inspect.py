@@ -95,8 +95,38 @@ def status(args: argparse.Namespace) -> int:
 
 
 def best_payload(study: Any) -> list[dict[str, Any]]:
-    return [{"trial": t.number, "config": dict(t.config),
-             "metrics": {k: t.metrics[k] for k in t.metrics}} for t in study.best_trials]
+    payload = [{"trial": t.number, "config": dict(t.config),
+                "metrics": {k: t.metrics[k] for k in t.metrics}} for t in study.best_trials]
+    if any(t.parent is not None for t in study.best_trials):  # a PBT clone: how it got its config
+        from tunelab.report.lineage import links_of, schedule
+
+        links = links_of(study.optuna_study.get_trials(deepcopy=False))
+        for entry in payload:
+            segments = schedule(links, entry["trial"])
+            if len(segments) > 1:
+                entry["schedule"] = [{"trial": s.trial, "from_step": s.start, "to_step": s.end,
+                                      "config": dict(s.config), "mutations": dict(s.mutations)} for s in segments]
+    return payload
+
+
+def print_schedule(entries: list[dict[str, Any]]) -> None:
+    """The winner's hyperparameters by step along its lineage, then each exploit's change log."""
+    from tunelab.report.lineage import Segment, changed_params
+
+    segments = [Segment(e["trial"], e["from_step"], e["to_step"], e["config"], e["mutations"], None) for e in entries]
+    names = changed_params(segments) or list(segments[-1].config)
+    print("  schedule (hyperparameters by step, along its lineage):")
+    rows = [["steps", "trial", *names]]
+    for s in segments:
+        end = "" if s.end is None else fmt(s.end)
+        rows.append([f"{fmt(s.start)}-{end}", str(s.trial), *(fmt(s.config.get(n, "-")) for n in names)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("    " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    for previous, s in zip(segments, segments[1:]):
+        print(f"  step {fmt(s.start)}: trial {s.trial} cloned trial {previous.trial}")
+        for name, change in s.mutations.items():
+            print(f"    {name}: {change}")
 
 
 def print_best(study: Any, fmt_name: str) -> None:
@@ -124,6 +154,8 @@ def print_best(study: Any, fmt_name: str) -> None:
         for name, value in entry["config"].items():
             print(f"  {name}: {fmt(value)}")
         print("  metrics: " + ", ".join(f"{k} {fmt(v)}" for k, v in entry["metrics"].items()))
+        if entry.get("schedule"):
+            print_schedule(entry["schedule"])
 
 
 def best(args: argparse.Namespace) -> int:

@@ -30,12 +30,19 @@ class ReportData:
     best: tuple["TrialInfo", ...]
     meta: Mapping[str, Any] = field(default_factory=dict)
     now: dt.datetime = field(default_factory=dt.datetime.now)
+    #: PBT lineage (``tunelab.report.lineage.Link`` by trial number); empty when no trial is a clone.
+    links: Mapping[int, Any] = field(default_factory=dict)
 
     @classmethod
     def from_study(cls, study: "StudyView") -> "ReportData":
         trials = tuple(study.trials())
+        links: Mapping[int, Any] = {}
+        if any(t.parent is not None for t in trials):
+            from tunelab.report.lineage import links_of
+
+            links = links_of(study.optuna_study.get_trials(deepcopy=False))
         return cls(study.name, trials, study.metrics, dict(study.space_dict), tuple(study.best_among(trials)),
-                   dict(study.optuna_study.user_attrs.get("tunelab") or {}))
+                   dict(study.optuna_study.user_attrs.get("tunelab") or {}), links=links)
 
     @property
     def primary(self) -> Metric:

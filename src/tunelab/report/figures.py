@@ -365,8 +365,11 @@ def timeline(data: ReportData) -> Panel:
 
 
 def all_panels(data: ReportData, study: "optuna.Study | None") -> list[Panel]:
+    from tunelab.report.pbt_view import pbt_panels
+
     panels: list[Panel | None] = [history(data), sensitivity(data), parallel_coordinates(data),
-                                  importance(data, study), learning_curves(data), pareto(data), timeline(data)]
+                                  importance(data, study), learning_curves(data), *pbt_panels(data), pareto(data),
+                                  timeline(data)]
     return [p for p in panels if p is not None]
 
 

@@ -1,7 +1,7 @@
 """Schedulers: pure early-stopping decisions, and ``make_scheduler`` for the study config.
 
 The config form is ``scheduler: {type: asha, min_resource: 1, max_resource: 3, reduction_factor: 3}``
-(``type`` one of fifo, asha, hyperband, median), a bare type name (``scheduler: asha``), or nothing
+(``type`` one of fifo, asha, hyperband, median, pbt), a bare type name (``scheduler: asha``), or nothing
 (fifo). Every setting is checked here, before any trial runs.
 """
 
@@ -15,6 +15,7 @@ from tunelab.schedulers.asha import ASHAScheduler
 from tunelab.schedulers.base import BaseScheduler, Decision, FIFOScheduler, Scheduler, Suggestion
 from tunelab.schedulers.hyperband import HyperbandScheduler
 from tunelab.schedulers.median import MedianStoppingScheduler
+from tunelab.schedulers.pbt import PBTScheduler, check_objective
 
 __all__ = [
     "ASHAScheduler",
@@ -23,6 +24,7 @@ __all__ = [
     "FIFOScheduler",
     "HyperbandScheduler",
     "MedianStoppingScheduler",
+    "PBTScheduler",
     "Scheduler",
     "Suggestion",
     "make_scheduler",
@@ -37,6 +39,8 @@ _TYPES: dict[str, tuple[Callable[..., Scheduler], tuple[str, ...]]] = {
     "asha": (ASHAScheduler, _RESOURCE_KEYS),
     "hyperband": (HyperbandScheduler, _RESOURCE_KEYS),
     "median": (MedianStoppingScheduler, ("warmup_steps", "min_trials", "interval")),
+    "pbt": (PBTScheduler, ("population", "perturbation_interval", "quantile", "resample_probability", "mutations",
+                           "seed")),
 }
 
 
@@ -45,6 +49,9 @@ def make_scheduler(
     metric: str,
     mode: str,
     field: str = "scheduler",
+    *,
+    space: Any = None,
+    objective: Any = None,
 ) -> Scheduler:
     """Build a scheduler from its config form, or return a built one as it is.
 
@@ -53,6 +60,10 @@ def make_scheduler(
         metric: The metric the study optimizes.
         mode: ``"maximize"`` or ``"minimize"``.
         field: Where ``spec`` sits in the config, used in error messages.
+        space: The study's space: PBT derives its mutations from it (and refuses a space with
+            nothing to mutate).
+        objective: The study's objective: PBT refuses one that cannot checkpoint, or that trains
+            for less than one perturbation interval.
 
     Raises:
         ConfigError: naming the bad field (``scheduler.reduction_factor``) and how to fix it.
@@ -62,6 +73,8 @@ def make_scheduler(
         ASHAScheduler(metric='accuracy', mode='maximize', min_resource=1, max_resource=9, reduction_factor=3)
     """
     if isinstance(spec, Scheduler):
+        if isinstance(spec, PBTScheduler) and space is not None:
+            _check_pbt(spec, space, objective, field)
         return spec
     if not isinstance(metric, str) or not metric:
         raise ConfigError("metric", f"is {metric!r}, but must be a metric name.", "name the metric to optimize.")
@@ -76,9 +89,22 @@ def make_scheduler(
                 f"{field}.{key}", f"is not a setting of the {kind} scheduler.", f"remove it; valid keys: {valid}."
             )
     try:
-        return build(metric, mode, **settings)
+        scheduler = build(metric, mode, **settings)
     except ConfigError as exc:  # the constructor names the bare setting; say where it sits
         raise ConfigError(f"{field}.{exc.field}", exc.problem, exc.fix) from None
+    if isinstance(scheduler, PBTScheduler) and space is not None:
+        _check_pbt(scheduler, space, objective, field)
+    return scheduler
+
+
+def _check_pbt(scheduler: PBTScheduler, space: Any, objective: Any, field: str) -> None:
+    """Bind PBT to the study's space and objective, naming the bad field when they cannot carry it."""
+    try:
+        scheduler.bind(space)
+    except ConfigError as exc:
+        raise ConfigError(f"{field}.{exc.field}", exc.problem, exc.fix) from None
+    if objective is not None:
+        check_objective(scheduler, objective, scheduler.space)
 
 
 def scheduler_to_dict(scheduler: Scheduler) -> dict[str, Any]:

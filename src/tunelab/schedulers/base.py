@@ -32,8 +32,8 @@ class Suggestion:
 
     config: Mapping[str, Any]
     from_checkpoint: int | None = None
-    start_step: float | None = None
-    mutations: Mapping[str, str] | None = None
+    start_step: float | None = None  # the step of that checkpoint: the clone's reports continue after it
+    mutations: Mapping[str, str] | None = None  # param -> "3e-05 --- (* 1.2) --> 3.6e-05"
 
 
 @runtime_checkable

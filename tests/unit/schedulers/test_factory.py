@@ -69,7 +69,7 @@ def test_a_built_scheduler_is_returned_as_is():
         ({"type": "median", "min_resource": 1}, "scheduler.min_resource", "warmup_steps, min_trials, interval"),
         ({"type": "fifo", "max_resource": 9}, "scheduler.max_resource", "not a setting of the fifo scheduler"),
         ({"type": "ashaa"}, "scheduler.type", "did you mean asha?"),
-        ({"type": "pbt"}, "scheduler.type", "one of: fifo, asha, hyperband, median."),
+        ({"type": "pbs"}, "scheduler.type", "one of: fifo, asha, hyperband, median, pbt."),
         ({"type": ["asha"]}, "scheduler.type", "one of: fifo, asha"),
         ({"min_resource": 1}, "scheduler.type", "is missing"),
         ("hyperbnd", "scheduler", "did you mean hyperband?"),
