@@ -55,7 +55,8 @@ def links_of(frozen_trials: Iterable[Any]) -> dict[int, Link]:
         run = run if isinstance(run, Mapping) else {}
         out[frozen.number] = Link(
             number=frozen.number, config=stored_config(frozen), parent=_int(run.get("parent")),
-            parent_step=_float(run.get("parent_step")), mutations=_mutations(run.get("mutations")),
+            # The tuner stores the step a clone continues from as ``start_step``.
+            parent_step=_float(run.get("start_step", run.get("parent_step"))), mutations=_mutations(run.get("mutations")),
             history=_reports(frozen),
         )
     return out

@@ -33,10 +33,10 @@ def write_pbt_study(path: Path, *, odd_attrs: bool = False) -> str:
     add({"learning_rate": 3e-05, "batch_size": 16}, {1.0: 0.70, 2.0: 0.75}, TrialState.PRUNED, {})
     add({"learning_rate": 1e-04, "batch_size": 32}, {1.0: 0.60, 2.0: 0.62}, TrialState.PRUNED, {})
     add({"learning_rate": 5e-04, "batch_size": 32}, {1.0: 0.65, 2.0: 0.70, 3.0: 0.71, 4.0: 0.72}, TrialState.PRUNED, {})
-    first = {"parent": 0, "parent_step": 2.0, "mutations": {"learning_rate": "3e-05 --- (* 1.2) --> 3.6e-05"}}
+    first = {"parent": 0, "start_step": 2.0, "mutations": {"learning_rate": "3e-05 --- (* 1.2) --> 3.6e-05"}}
     if odd_attrs:  # another version's attributes: read defensively
-        first = {"parent": 0, "parent_step": "two", "mutations": ["not", "a", "mapping"]}
+        first = {"parent": 0, "start_step": "two", "mutations": ["not", "a", "mapping"]}
     add({"learning_rate": 3.6e-05, "batch_size": 16}, {3.0: 0.80, 4.0: 0.82}, TrialState.PRUNED, first)
     add({"learning_rate": 3.6e-05, "batch_size": 32}, {5.0: 0.85, 6.0: 0.88}, TrialState.COMPLETE,
-        {"parent": 3, "parent_step": 4.0, "mutations": {"batch_size": "16 --- (resample) --> 32"}})
+        {"parent": 3, "start_step": 4.0, "mutations": {"batch_size": "16 --- (resample) --> 32"}})
     return url
