@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 MIN_VENV := .venv-min
 MIN_BIN := $(MIN_VENV)/bin
 MIN_PIP := $(MIN_BIN)/python -m pip --disable-pip-version-check -q
-MIN_EXTRAS := nlp,report,mlflow,dashboard,postgres,gp,cmaes,test
+MIN_EXTRAS := nlp,report,mlflow,wandb,tensorboard,dashboard,postgres,gp,cmaes,test
 MIN_STAMP := $(MIN_VENV)/.installed
 
 .PHONY: demo test test-min test-slow venv clean bench
@@ -43,7 +43,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-min
 
-# The unit tests on the lowest supported Optuna, transformers, tokenizers, safetensors, scipy, cmaes, psycopg.
+# The unit tests on the lowest supported Optuna, transformers, tokenizers, safetensors, scipy, cmaes, psycopg,
+# wandb and tensorboard.
 test-min: $(MIN_STAMP)
 	$(MIN_BIN)/python -m pip list 2>/dev/null | grep -iE '^(optuna|transformers|tokenizers|safetensors) '
 	$(MIN_BIN)/python -m pytest tests/unit -q -p no:cacheprovider
