@@ -109,6 +109,12 @@ def kill_leftovers(pids: dict[str, int]) -> None:
             pass
 
 
+def assert_all_end(pids: dict[str, int]) -> None:
+    """Every process a trial started is gone (polled, with a generous deadline)."""
+    assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
+        {n: p for n, p in pids.items() if alive(p)}
+
+
 def test_everything_a_trial_started_ends_with_a_normal_finish(tmp_path: Path) -> None:
     pids_dir = setup(tmp_path, "finish")
     try:
@@ -118,8 +124,7 @@ def test_everything_a_trial_started_ends_with_a_normal_finish(tmp_path: Path) ->
         rows = json.loads(tunelab_cli("trials", "--format", "json", cwd=tmp_path).stdout)
         assert [r["state"] for r in rows] == ["complete"]
         assert set(pids) == set(NAMES)
-        assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
-            {n: p for n, p in pids.items() if alive(p)}
+        assert_all_end(pids)
     finally:
         kill_leftovers(read_pids(pids_dir))
 
@@ -134,8 +139,7 @@ def test_everything_a_trial_started_ends_after_kill_9_of_the_driver(tmp_path: Pa
         assert all(alive(p) for p in pids.values())
         driver.kill()  # SIGKILL to the driver alone: no chance to clean up
         driver.wait()
-        assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
-            {n: p for n, p in pids.items() if alive(p)}
+        assert_all_end(pids)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -152,8 +156,7 @@ def test_everything_a_trial_started_ends_when_it_times_out(tmp_path: Path) -> No
         rows = json.loads(tunelab_cli("trials", "--format", "json", cwd=tmp_path).stdout)
         assert [r["state"] for r in rows] == ["failed"]
         assert set(pids) == set(NAMES)
-        assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
-            {n: p for n, p in pids.items() if alive(p)}
+        assert_all_end(pids)
     finally:
         kill_leftovers(read_pids(pids_dir))
 
@@ -174,8 +177,7 @@ def test_with_a_cgroup_even_a_killed_supervisor_leaves_nothing_behind(tmp_path: 
             supervisor = int(f.read().rsplit(")", 1)[1].split()[1])
         os.kill(supervisor, signal.SIGKILL)
         assert driver.wait(timeout=120) in (0, 1)
-        assert wait_until(lambda: not any(alive(p) for p in pids.values())), \
-            {n: p for n, p in pids.items() if alive(p)}
+        assert_all_end(pids)
         name = cgroup.rsplit("/", 1)[1]
         assert not any(name in d for _, dirs, _ in os.walk("/sys/fs/cgroup") for d in dirs)
     finally:
