@@ -30,7 +30,7 @@ DEFAULT_TRIALS = 20
 
 #: ``tune()`` argument names for the fields its errors would otherwise name in YAML terms.
 _API_FIELDS = {
-    "budget.trials": "trials", "budget.time": "time", "budget.target": "target",
+    "budget.trials": "trials", "budget.time": "time", "budget.target": "target", "budget.epochs": "epochs",
     "execution.workers": "workers", "execution.backend": "backend", "execution.gpus_per_trial": "gpus_per_trial",
     "execution.timeout": "timeout", "execution.trial_dir": "trial_dir",
     "execution.keep_checkpoints": "keep_checkpoints", "search.sampler": "sampler", "search.seed": "seed",
@@ -49,6 +49,7 @@ def tune(
     trials: int | None = None,
     time: str | float | None = None,
     target: float | None = None,
+    epochs: float | None = None,
     workers: int = 1,
     backend: str = "local",
     gpus_per_trial: float = 0,
@@ -75,6 +76,9 @@ def tune(
         metrics: ``"loss"``, ``[{"name": "accuracy", "goal": "maximize"}, ...]``. A metric's
             ``goal`` may be left out only when its name tells it (loss, error, *_seconds: minimize;
             accuracy, f1, auc: maximize); otherwise it is required.
+        epochs: a budget of training steps (in the objective's ``step`` unit), summed over all
+            trials; a PBT clone counts only the steps it trains past its parent's. With it and no
+            ``trials``, the study runs until the steps are used (YAML ``budget: {epochs: N}``).
         storage: a journal file path (default ``./tunelab.journal``), a database URL, or
             ``"memory"`` (a storage that belongs to this one call).
         study_name: the study's name in the storage and its directory under ``trial_dir``.
@@ -92,7 +96,7 @@ def tune(
     _check_arguments(objective, storage, study_name, trial_dir, progress, on_progress)
     try:
         metric_set = MetricSet.parse(metrics)
-        budget_raw = {"trials": trials, "time": time, "target": target}
+        budget_raw = {"trials": trials, "time": time, "target": target, "epochs": epochs}
         execution_raw: dict[str, Any] = {"backend": backend, "workers": workers, "gpus_per_trial": gpus_per_trial,
                                          "trial_dir": os.fspath(trial_dir), "keep_checkpoints": keep_checkpoints}
         if timeout is not None:
