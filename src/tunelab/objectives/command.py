@@ -7,6 +7,12 @@ whichever one PATH finds first). Each line of its output is matched against the 
 last one is final. A non-zero exit fails the trial as ``crash`` with the last lines kept; so
 does an exit 0 after which an optimized metric's regex has matched no line.
 
+To take part in population based training a command saves its state under ``{checkpoint_dir}``
+and, when ``{restore_dir}`` is not empty (the trial is a clone), restores from there (a copy of
+its parent's checkpoint directory) and continues at ``{start_step}`` (the parent's step; ``0``
+for a fresh trial). Without a ``step_regex`` a clone's values are reported at ``start_step + 1``,
+``start_step + 2``, ...
+
 The trial ends when the command exits, even if a process it started still holds its output
 open: the command runs in a process group of its own, killed once the command has exited.
 """
@@ -29,7 +35,7 @@ from tunelab.errors import ConfigError, TrialFailed
 if TYPE_CHECKING:
     from tunelab.worker import Reporter
 
-PLACEHOLDERS = ("python", "trial_id", "trial_dir", "checkpoint_dir")
+PLACEHOLDERS = ("python", "trial_id", "trial_dir", "checkpoint_dir", "restore_dir", "start_step")
 _DRAIN_S = 2.0  # after the command exits: how long to read what is still buffered in its pipe
 _KEYS = {"type", "command", "metrics", "step_regex", "cwd", "env"}
 
@@ -113,7 +119,10 @@ class CommandObjective:
     def argv(self, config: Mapping[str, Any], reporter: "Reporter") -> list[str]:
         values = {**{k: _format(v) for k, v in config.items()}, "python": sys.executable,
                   "trial_id": str(reporter.trial_id),
-                  "trial_dir": str(reporter.trial_dir), "checkpoint_dir": str(reporter.checkpoint_dir)}
+                  "trial_dir": str(reporter.trial_dir), "checkpoint_dir": str(reporter.checkpoint_dir),
+                  # A fresh trial restores nothing: an empty argument, and step 0.
+                  "restore_dir": str(reporter.restore_dir) if reporter.restore_dir is not None else "",
+                  "start_step": _step_text(_start_step(reporter))}
         return [arg.format_map(values) for arg in self.command]
 
     def __call__(self, config: Mapping[str, Any], reporter: "Reporter") -> dict[str, float]:
@@ -125,6 +134,7 @@ class CommandObjective:
         final: dict[str, float] = {}
         counts: collections.Counter[str] = collections.Counter()
         step: float | None = None
+        start = _start_step(reporter)  # a clone's counted steps continue after its parent's
         try:
             for line in _lines(proc):
                 sys.stdout.write(line + "\n")
@@ -141,7 +151,7 @@ class CommandObjective:
                         counts[name] += 1
                 if found:
                     final.update(found)
-                    reporter.report(step if step is not None else max(counts[n] for n in found), **found)
+                    reporter.report(step if step is not None else start + max(counts[n] for n in found), **found)
             code = proc.wait()
         finally:
             _stop(proc)
@@ -162,6 +172,16 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _start_step(reporter: "Reporter") -> float:
+    step = getattr(reporter, "start_step", None)
+    return float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else 0.0
+
+
+def _step_text(step: float) -> str:
+    """``2`` for step 2.0 (a script may parse it as an int), ``2.5`` otherwise."""
+    return str(int(step)) if step.is_integer() else repr(step)
+
+
 def _compile(field: str, regex: Any) -> re.Pattern[str]:
     try:
         pattern = re.compile(str(regex))
@@ -173,7 +193,8 @@ def _compile(field: str, regex: Any) -> re.Pattern[str]:
 
 
 _MEANING = {"python": "the interpreter tunelab runs under", "trial_id": "the trial's number",
-            "trial_dir": "the trial's directory", "checkpoint_dir": "the trial's checkpoint directory"}
+            "trial_dir": "the trial's directory", "checkpoint_dir": "the trial's checkpoint directory",
+            "restore_dir": "where a PBT clone restores from", "start_step": "the step a PBT clone continues at"}
 
 
 def _own_group() -> None:

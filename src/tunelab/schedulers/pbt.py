@@ -381,10 +381,13 @@ def check_objective(scheduler: PBTScheduler, objective: Any, space: Space | None
     from tunelab.objectives.command import CommandObjective
 
     if isinstance(objective, CommandObjective):
-        if not any("{checkpoint_dir}" in arg for arg in objective.command):
-            raise ConfigError(f"{objective.field}.command", "does not use `{checkpoint_dir}`, so a PBT clone could not "
-                              "resume from its parent's checkpoint.", "pass `{checkpoint_dir}` to the command and "
-                              "have it save there and resume from what it finds there, or use another scheduler.")
+        missing = [p for p in ("{checkpoint_dir}", "{restore_dir}") if not any(p in arg for arg in objective.command)]
+        if missing:
+            what = "save a checkpoint" if missing[0] == "{checkpoint_dir}" else "find its parent's checkpoint"
+            raise ConfigError(f"{objective.field}.command", f"does not use `{missing[0]}`, so a PBT trial could not "
+                              f"{what}.", "pass `{checkpoint_dir}` (where to save) and `{restore_dir}` (where a "
+                              "clone restores from; empty for a fresh trial) to the command, or use another "
+                              "scheduler.")
         return
     epochs = _max_epochs(objective, space)
     if epochs is not None and scheduler.perturbation_interval > epochs * (1 + STEP_TOLERANCE):

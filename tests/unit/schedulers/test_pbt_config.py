@@ -81,13 +81,16 @@ def test_nothing_mutable_in_the_space(tmp_path: Path) -> None:
     assert "nothing to mutate" in err.problem
 
 
-def test_a_command_objective_must_use_its_checkpoint_dir(tmp_path: Path) -> None:
+def test_a_command_objective_must_use_its_checkpoint_and_restore_dirs(tmp_path: Path) -> None:
     command = 'objective: {type: command, command: ["python", "train.py", "--lr", "{lr}"], ' \
               "metrics: [{name: acc, regex: 'acc=([0-9.]+)'}]}"
     text = GOOD.replace('objective: {type: function, function: "mod:fn"}', command)
     err = refused(tmp_path, text, "objective.command")
     assert "{checkpoint_dir}" in err.problem
-    ok = text.replace('"--lr", "{lr}"', '"--lr", "{lr}", "--ckpt", "{checkpoint_dir}"')
+    saves = text.replace('"--lr", "{lr}"', '"--lr", "{lr}", "--ckpt", "{checkpoint_dir}"')
+    err = refused(tmp_path, saves, "objective.command")  # it saves, but a clone would not restore
+    assert "{restore_dir}" in err.problem
+    ok = saves.replace('"{checkpoint_dir}"', '"{checkpoint_dir}", "--restore", "{restore_dir}"')
     assert load(tmp_path, ok).scheduler["type"] == "pbt"
 
 
