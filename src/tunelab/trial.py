@@ -47,6 +47,9 @@ class TrialRecord:
     history: tuple[Report, ...] = ()
     failure_kind: str | None = None
     parent_id: int | None = None
+    #: The trial this one takes the place of: a PBT clone, the member it replaces; a trial that
+    #: continues an interrupted one, that trial (stored in the ``run`` attribute, one per trial).
+    replaces: int | None = None
 
     def values_of(self, metric: str) -> list[tuple[float, float]]:
         """(step, value) pairs reported for ``metric``, in order."""

@@ -8,8 +8,11 @@ trial taken by a driver that died before starting it goes back to the queue as i
 
 A config that repeats a complete trial's is not run: the trial records the earlier result
 (``duplicate_of``). A scheduler's suggestion runs in a trial created for it, with its lineage
-(parent, start step, mutations) in the ``run`` attribute; before each decision the scheduler
-is given what other drivers stored, so all drivers decide alike. Time is read from ``clock``
+(parent, start step, mutations, the trial it replaces) in the ``run`` attribute; before each
+decision the scheduler is given what other drivers stored, so all drivers decide alike, and a
+suggestion that replaces a trial runs once however many drivers make it (``_claim``). Under a
+scheduler that continues interrupted trials (PBT), a trial interrupted after it reported is not
+queued to run cold: the scheduler continues it from its checkpoint. Time is read from ``clock``
 (a simulated one in tests). Directories read from storage are used only inside the trial root, and
 Optuna's private API is reached only through ``tunelab._optuna``.
 """
@@ -285,11 +288,12 @@ class Tuner:
         did not train from scratch, as an independent point of the space.
         """
         config = self.space.coerce(suggestion.config)
-        parent = suggestion.from_checkpoint
-        if isinstance(parent, bool) or not isinstance(parent, int):
-            parent = None
+        parent = _number(suggestion.from_checkpoint)
+        replaces = _number(suggestion.replaces)
         slot = self._free_slot()
         run: dict[str, Any] = {"slot": slot, "root": str(self.trial_root), "driver": self.driver}
+        if replaces is not None:
+            run["replaces"] = replaces
         start_step: float | None = None
         if parent is None:
             params = {k: v for k, v in config.items() if k in self.space.searched}
@@ -303,19 +307,44 @@ class Tuner:
             trial = _optuna.create_trial(self.study, run, None, self._opened)
         if self._over_trial_budget(trial):
             return False
+        if replaces is not None and not self._claim(trial, replaces):
+            return True  # another driver launched it first: the scheduler, refreshed, decides anew
         if parent is None:
             config = self.space.sample(trial)  # the fixed params: Optuna records them as the trial's
-        self._start(trial, config, slot, parent, start_step)
+        self._start(trial, config, slot, parent, start_step, replaces)
         return True
 
+    def _claim(self, trial: "optuna.trial.Trial", replaces: int) -> bool:
+        """Whether ``trial`` is the one that replaces trial ``replaces``: of the trials created to
+        replace it (by any driver) and not ended unrun, the first one. The storage numbers trials
+        in the order it creates them, and each driver reads after its own creation, so every
+        driver sees the first one and exactly one goes ahead; the others end ``cancelled``
+        (which uses up no budget), before anything ran."""
+        from optuna.trial import TrialState
+
+        rivals = [t.number for t in self.study.get_trials(deepcopy=False)
+                  if (t.user_attrs.get("run") or {}).get("replaces") == replaces and not _never_trained(t)]
+        if not rivals or min(rivals) == trial.number:
+            return True
+        first = min(rivals)
+        trial.set_user_attr("failure", {"kind": "cancelled", "message": f"trial {first} replaces trial {replaces} "
+                                        "already (another driver launched it first)"})
+        self.study.tell(trial, state=TrialState.FAIL)
+        self._own.add(trial.number)
+        record = TrialRecord(trial.number, {}, State.FAILED, (), "cancelled", None, replaces)
+        self._finished.append(record)
+        self.scheduler.on_end(record)
+        self._last_message = f"trial {trial.number} cancelled: trial {first} replaces trial {replaces}"
+        return False
+
     def _start(self, trial: "optuna.trial.Trial", config: dict[str, Any], slot: int,
-               parent: int | None = None, start_step: float | None = None) -> None:
+               parent: int | None = None, start_step: float | None = None, replaces: int | None = None) -> None:
         number = trial.number
         trial_dir = self.trial_root / trial_dir_name(number)
         from_checkpoint, start_step = self._restore_point(number, parent, trial_dir, start_step)
         self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot,
                                        start_step))
-        record = TrialRecord(number, config, State.RUNNING, (), None, parent)
+        record = TrialRecord(number, config, State.RUNNING, (), None, parent, replaces)
         self._live[number] = _Live(trial, record, slot, trial_dir, _optuna.trial_id_of(trial, self.study, self.storage),
                                    started=self.clock())
         self._own.add(number)
@@ -443,7 +472,8 @@ class Tuner:
             reports = reports_of(t)
             run = t.user_attrs.get("run") or {}
             failure = (t.user_attrs.get("failure") or {}).get("kind") if state == State.FAILED else None
-            record = TrialRecord(t.number, stored_config(t), state, reports, failure, run.get("parent"))
+            record = TrialRecord(t.number, stored_config(t), state, reports, failure, _number(run.get("parent")),
+                                 _number(run.get("replaces")))
             self._foreign[t.number] = record
             changed.append(record)
         if not changed:
@@ -528,7 +558,7 @@ class Tuner:
             self.storage.set_trial_system_attr(tid, f"constraints:{FAILURE_CONSTRAINT}", 1.0)
             self.study.tell(live.trial, state=TrialState.PRUNED)
         else:
-            if kind == "interrupted":
+            if kind == "interrupted" and not self._continued(bool(live.record.history)):
                 # Queued before the trial is told: a kill between the two writes leaves a running
                 # trial that the next start recovers (and does not queue twice), never a lost retry.
                 self._requeue(live.record.trial_id, live.record.config,
@@ -549,7 +579,9 @@ class Tuner:
                 self._new_failures.append(self._last_message)
         else:
             self._last_message = f"trial {event.trial_id} {state.value}"
-        self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
+        if not (kind == "interrupted" and self._continued(bool(live.record.history))):
+            # (an interrupted trial that the scheduler continues keeps its checkpoint to copy)
+            self._apply_retention(event.trial_id, str(live.trial_dir), values if feasible else None)
         if self.callbacks:
             self.callbacks.call("on_trial_end", trial_info(self.storage.get_trial(tid), self.metrics))
         self._resolve_twins(event.trial_id)
@@ -586,10 +618,17 @@ class Tuner:
             # recovered by the next start, which finds the retry already queued.
             # A clone is not queued again: run cold, its config would be another, untrained point;
             # its scheduler decides what takes its place.
-            self._requeue(t.number, stored_config(t), retried="retry_of" in t.user_attrs or run.get("parent") is not None)
+            if not self._continued(bool(reports_of(t))):
+                self._requeue(t.number, stored_config(t),
+                              retried="retry_of" in t.user_attrs or run.get("parent") is not None)
             _optuna.mark_ended(self.study, t, {"failure": {
                 "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
                 TrialState.FAIL, self.storage)
+
+    def _continued(self, reported: bool) -> bool:
+        """Whether an interrupted trial is left to the scheduler, which continues it from its
+        checkpoint (PBT), rather than queued to run again from scratch: once it has reported."""
+        return reported and bool(getattr(self.scheduler, "continues_interrupted", False))
 
     def _is_retry(self, trial: "optuna.trial.Trial") -> bool:
         return "retry_of" in trial.user_attrs
@@ -614,10 +653,12 @@ class Tuner:
 
     def _load_finished(self) -> None:
         view = StudyView(self.study)
+        replaces = {t.number: _number((t.user_attrs.get("run") or {}).get("replaces"))
+                    for t in self.study.get_trials(deepcopy=False)}
         for info in view.trials():
             if info.state in (State.COMPLETE, State.PRUNED, State.FAILED):
                 record = TrialRecord(info.number, info.config, info.state, info.history, info.failure_kind,
-                                     info.parent)
+                                     _number(info.parent), replaces.get(info.number))
                 self._finished.append(record)
                 self._own.add(info.number)
                 self.scheduler.on_end(record)  # a resumed study's rungs and medians are refilled
@@ -726,6 +767,19 @@ def estimate_eta(mean_s: float, unstarted: int, running_ages_s: Sequence[float],
     running trial still needs."""
     left = [max(0.0, mean_s - age) for age in running_ages_s]
     return max((sum(left) + unstarted * mean_s) / max(1, workers), max(left, default=0.0))
+
+
+def _number(value: Any) -> int | None:
+    """A trial number, maybe read from storage: an int, never a bool."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _never_trained(frozen: Any) -> bool:
+    """A trial that ended before its first report because it was interrupted or cancelled."""
+    from optuna.trial import TrialState
+
+    return (frozen.state == TrialState.FAIL and not reports_of(frozen)
+            and (frozen.user_attrs.get("failure") or {}).get("kind") in UNCOUNTED_FAILURES)
 
 
 def _age_s(start: Any) -> float:

@@ -34,6 +34,9 @@ class Suggestion:
     from_checkpoint: int | None = None
     start_step: float | None = None  # the step of that checkpoint: the clone's reports continue after it
     mutations: Mapping[str, str] | None = None  # param -> "3e-05 --- (* 1.2) --> 3.6e-05"
+    #: The trial whose place this one takes (stored as its lineage): the tuner launches one
+    #: trial per ``replaces``, however many drivers suggest it.
+    replaces: int | None = None
 
 
 @runtime_checkable

@@ -14,7 +14,13 @@ mutated config::
 Every decision is a function of the records passed in and the seed: the random choices come
 from a ``numpy`` Generator seeded with ``(seed, trial, step)``, so two drivers, or a restarted
 one, fed the same history decide the same. The exploits still owed are read from the history
-(pruned members stopped at a perturbation step, not yet matched by a clone), not from memory.
+(pruned members stopped at a perturbation step that no trial ``replaces`` yet), not from memory.
+
+A member interrupted after it reported (its driver was stopped or killed) is continued, not run
+again from scratch: ``suggest`` returns a trial that replaces it, restores its checkpoint at its
+last reported step and keeps its config (no mutations). A replacement that ended before its
+first report because it was interrupted or cancelled (it never trained) does not count, so its
+place is owed again; the tuner launches one trial per replaced member, whichever driver asks.
 
 Mutations (Ray Tune's ``_explore``): each mutable parameter is resampled from its range with
 probability ``resample_probability``, else perturbed: floats scaled by 0.8 or 1.2 (for a log
@@ -35,6 +41,8 @@ from tunelab.trial import State, TrialRecord
 STEP_TOLERANCE = 1e-9
 FACTORS = (0.8, 1.2)
 _MEMBER_STATES = (State.RUNNING, State.COMPLETE, State.PRUNED)
+#: Failures of a trial that never trained (its driver stopped, or another launched its twin).
+_NEVER_TRAINED = ("interrupted", "cancelled")
 
 
 class PBTScheduler(BaseScheduler):
@@ -61,6 +69,8 @@ class PBTScheduler(BaseScheduler):
     """
 
     TYPE = "pbt"
+    #: The tuner queues no cold retry of an interrupted member that reported: ``suggest`` continues it.
+    continues_interrupted = True
 
     def __init__(
         self,
@@ -171,13 +181,17 @@ class PBTScheduler(BaseScheduler):
         for record in history:
             self._known[record.trial_id] = record
         records = {r.trial_id: r for r in history}
+        for trial_id, step in self.interrupted(records.values()):
+            # The population first: a member cut off by its driver continues where it stopped.
+            return Suggestion(dict(records[trial_id].config), from_checkpoint=trial_id, start_step=step,
+                              mutations={}, replaces=trial_id)
         for trial_id, step in self.owed(records.values()):
             donor = self.donor(records.values(), trial_id, step)
             if donor is None:
                 continue
             start = records[donor].history[-1].step
             config, mutations = self.mutate(records[donor].config, trial_id=trial_id, step=step)
-            return Suggestion(config, from_checkpoint=donor, start_step=start, mutations=mutations)
+            return Suggestion(config, from_checkpoint=donor, start_step=start, mutations=mutations, replaces=trial_id)
         return None
 
     # ---- decisions, pure functions of the records --------------------------------------------
@@ -216,7 +230,7 @@ class PBTScheduler(BaseScheduler):
         Tune, each quantile holds ``ceil(n * quantile)`` members, at most ``n // 2``; ties are
         broken by trial number (the older member ranks higher).
         """
-        members = {r.trial_id: r for r in records if r.state in _MEMBER_STATES and r.history
+        members = {r.trial_id: r for r in records if _is_member(r) and r.history
                    and r.history[-1].step >= step - self.perturbation_interval - STEP_TOLERANCE}
         if include is not None:
             members[include.trial_id] = include
@@ -239,17 +253,25 @@ class PBTScheduler(BaseScheduler):
         """(trial, step) of the exploits decided but not yet cloned, oldest trial first.
 
         An exploited member is a pruned one whose last report is a perturbation step (PBT is the
-        only thing that prunes in a PBT study); each clone (a record with a parent) pays one.
+        only thing that prunes in a PBT study); its clone records that it ``replaces`` it.
         """
         records = list(records)
         for r in records:
             self._known.setdefault(r.trial_id, r)
-        exploited = sorted(
+        done = replaced(records)
+        return sorted(
             (r.trial_id, r.history[-1].step) for r in records
-            if r.state == State.PRUNED and r.history and self.is_perturbation_step(r, r.history[-1].step)
+            if r.state == State.PRUNED and r.history and r.trial_id not in done
+            and self.is_perturbation_step(r, r.history[-1].step)
         )
-        clones = sum(1 for r in records if r.parent_id is not None)
-        return exploited[clones:]
+
+    def interrupted(self, records: Any) -> list[tuple[int, float]]:
+        """(trial, last step) of the members interrupted after they reported and not yet
+        continued, oldest first: each continues from its own checkpoint at that step."""
+        records = list(records)
+        done = replaced(records)
+        return sorted((r.trial_id, r.history[-1].step) for r in records
+                      if _was_interrupted(r) and r.history and r.trial_id not in done)
 
     def donor(self, records: Any, trial_id: int, step: float) -> int | None:
         """The member that ``trial_id`` (stopped at ``step``) clones: a random one of the top
@@ -258,7 +280,7 @@ class PBTScheduler(BaseScheduler):
         records = list(records)
         by_id = {r.trial_id: r for r in records}
         _bottom, top = self.quantiles(records, step, include=by_id.get(trial_id))
-        for states in ((State.RUNNING,), (State.COMPLETE,)):
+        for states in ((State.RUNNING,), (State.COMPLETE,), (State.FAILED,)):  # FAILED: interrupted members
             candidates = sorted(t for t in top if t != trial_id and by_id[t].state in states)
             if candidates:
                 return int(self._rng(trial_id, step, "donor").choice(candidates))
@@ -284,6 +306,22 @@ class PBTScheduler(BaseScheduler):
 
         salt = {"donor": 1, "explore": 2}[purpose]
         return np.random.default_rng([self.seed, salt, trial_id, round(step * 1_000_000)])
+
+
+def replaced(records: Any) -> set[int]:
+    """The trials some record takes the place of. A replacement that ended before its first
+    report, interrupted or cancelled, never trained: its place is owed again."""
+    return {r.replaces for r in records if r.replaces is not None
+            and not (r.state == State.FAILED and not r.history and r.failure_kind in _NEVER_TRAINED)}
+
+
+def _was_interrupted(record: TrialRecord) -> bool:
+    return record.state == State.FAILED and record.failure_kind == "interrupted"
+
+
+def _is_member(record: TrialRecord) -> bool:
+    """Training, done, exploited, or cut off by its driver (its checkpoint still continues)."""
+    return record.state in _MEMBER_STATES or _was_interrupted(record)
 
 
 def change_log(mutations: Mapping[str, str] | None) -> list[str]:

@@ -30,9 +30,11 @@ def pbt(**kw) -> PBTScheduler:
 
 
 def member(tid: int, values: list[float], state: State = State.RUNNING, parent: int | None = None,
-           config: dict | None = None, start: float = 0) -> TrialRecord:
+           config: dict | None = None, start: float = 0, replaces: int | None = None,
+           failure: str | None = None) -> TrialRecord:
     history = tuple(Report(start + i + 1.0, {"acc": v}) for i, v in enumerate(values))
-    return TrialRecord(tid, dict(config or {**CONFIG, "layers": 1 + tid % 6}), state, history, None, parent)
+    return TrialRecord(tid, dict(config or {**CONFIG, "layers": 1 + tid % 6}), state, history, failure, parent,
+                       replaces)
 
 
 def four_at_step_one() -> list[TrialRecord]:
@@ -58,7 +60,8 @@ def test_bottom_member_is_stopped_and_replaced_by_a_mutated_clone_of_a_top_membe
         old, new = text.split(" --- ")[0], text.split(" --> ")[1]
         assert old == str(records[0].config[name]) and new == str(clone.config[name])
     # The clone pays the exploit: nothing more is owed.
-    assert s.suggest(history + [member(4, [], parent=0, config=dict(clone.config))]) is None
+    assert clone.replaces == 1
+    assert s.suggest(history + [member(4, [], parent=0, config=dict(clone.config), replaces=1)]) is None
 
 
 def test_only_perturbation_steps_are_judged():
@@ -135,7 +138,8 @@ def test_a_restarted_driver_owes_the_same_clones():
     restarted = pbt(population=8, seed=3).suggest(history)
     assert first == restarted
     # After the first clone is launched, the second exploit (trial 7) is owed, in both.
-    after = history + [member(8, [], parent=first.from_checkpoint, config=dict(first.config))]
+    after = history + [member(8, [], parent=first.from_checkpoint, config=dict(first.config),
+                              replaces=first.replaces)]
     assert live.suggest(after) == pbt(population=8, seed=3).suggest(after) is not None
     assert live.owed(after) == [(7, 1.0)]
 
