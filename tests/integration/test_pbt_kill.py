@@ -1,0 +1,151 @@
+"""kill -9 of a PBT driver mid-population, then the same command again (issue 11.4): the members
+and clones it left continue from their checkpoints (not from scratch), lineage intact, no member
+lost or run twice, the trial budget kept, and the best trial valid.
+
+The objective saves a state per step (save, then report) and, in the first run, holds every
+trial after its report at step ``HOLD`` until a file ``release`` exists: the driver is killed
+once every running trial is held there, so what it leaves is known whatever the timing. Its
+``score`` is the config's ``x`` at every step (PBT's ranking does not depend on who is ahead)
+and ``total`` sums ``x`` over the steps trained, so a continuation that restored its parent's
+state reports the parent's total plus its own ``x``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tunelab_cli
+from tunelab.study import load_study
+
+OBJECTIVE = '''
+import json, os, time
+from pathlib import Path
+
+HOLD, STEPS = 5, 8
+
+def train(config, reporter):
+    study_dir = reporter.trial_dir.parents[2]
+    step, total = 0, 0.0
+    if reporter.restore_dir is not None:
+        step = int(reporter.start_step)
+        state = json.loads((reporter.restore_dir / f"state_{step}.json").read_text())
+        total = state["total"]
+    while step < STEPS:
+        step += 1
+        total += config["x"]
+        tmp = reporter.checkpoint_dir / ".state.tmp"
+        tmp.write_text(json.dumps({"step": step, "total": total}))
+        os.replace(tmp, reporter.checkpoint_dir / f"state_{step}.json")
+        reporter.report(step, score=config["x"], total=total)
+        while step >= HOLD and not (study_dir / "release").exists():
+            time.sleep(0.05)
+    return {"score": config["x"], "total": total}
+'''
+
+STUDY = """
+name: pbtkill
+objective: {type: function, function: "pbt_kill_objective:train"}
+metrics: [{name: score, goal: maximize}, {name: total, strategy: store}]
+space:
+  x: {float: [0.0, 1.0]}
+search: {sampler: random, seed: 0}
+scheduler: {type: pbt, population: 3, perturbation_interval: 1, quantile: 0.25, seed: 0}
+budget: {trials: 10}
+execution: {workers: 3}
+tracking: {mlflow: false}
+"""
+TRIALS, HOLD = 10, 5
+
+
+def frozen(cwd: Path) -> list:
+    path = cwd / "tunelab.journal"
+    if not path.exists():
+        return []
+    import optuna
+
+    try:
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return optuna.load_study(study_name="pbtkill", storage=storage).get_trials(deepcopy=False)
+    except Exception:  # the study is being created
+        return []
+
+
+def run_of(t) -> dict:
+    return t.user_attrs.get("run") or {}
+
+
+def all_held(cwd: Path) -> bool:
+    """Every running trial has reported step HOLD or later (it waits for the release), and one
+    clone of an exploit has reported: the population is mid-way, and still."""
+    from tunelab.study import reports_of
+
+    trials = frozen(cwd)
+    running = [t for t in trials if t.state.name == "RUNNING"]
+    clone = any(run_of(t).get("mutations") and reports_of(t) for t in trials)
+    return clone and bool(running) and all(reports_of(t) and reports_of(t)[-1].step >= HOLD for t in running)
+
+
+def test_kill_9_mid_pbt_then_the_same_command_continues_the_population(tmp_path: Path) -> None:
+    from tunelab.study import reports_of
+
+    (tmp_path / "pbt_kill_objective.py").write_text(OBJECTIVE)
+    (tmp_path / "study.yaml").write_text(STUDY)
+    driver = subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", "run", "study.yaml"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not all_held(tmp_path):
+            if driver.poll() is not None:
+                pytest.fail(f"the driver ended before the population was held:\n{driver.stdout.read()}")
+            assert time.monotonic() < deadline, "the population never reached the hold with a clone"
+            time.sleep(0.1)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    at_kill = {t.number: t for t in frozen(tmp_path)}
+    left = {n: reports_of(t)[-1].step for n, t in at_kill.items() if t.state.name == "RUNNING" and reports_of(t)}
+    assert left, "the driver left no member running"
+
+    (tmp_path / "release").write_text("")
+    rerun = tunelab_cli("run", "study.yaml", cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+
+    trials = {t.number: t for t in frozen(tmp_path)}
+    assert not [t for t in trials.values() if t.state.name in ("RUNNING", "WAITING")]
+    for number, step in left.items():  # each member or clone left running continues, once, from its state
+        left_trial = trials[number]
+        assert left_trial.user_attrs["failure"]["kind"] == "interrupted"
+        (cont,) = [t for t in trials.values() if run_of(t).get("replaces") == number]
+        assert (run_of(cont)["parent"], run_of(cont)["start_step"], run_of(cont)["mutations"]) == (number, step, {})
+        x = run_of(cont)["config"]["x"]
+        assert x == {**left_trial.params, **run_of(left_trial).get("config", {})}["x"]  # its own config
+        first = reports_of(cont)[0]
+        parent_total = next(r.metrics["total"] for r in reports_of(left_trial) if r.step == step)
+        assert first.step == step + 1 and first.metrics["total"] == pytest.approx(parent_total + x)
+        assert not [t for t in trials.values() if t.user_attrs.get("retry_of") == number]  # no cold rerun
+    # Lineage: every clone names its parent and the step it continued from, and reports after it.
+    for t in trials.values():
+        run = run_of(t)
+        if run.get("parent") is not None and reports_of(t):
+            assert reports_of(t)[0].step > run["start_step"] and run["parent"] in trials
+    # No member replaced twice (exploited or interrupted), nothing run beyond the budget.
+    from tunelab.tuner import _never_trained
+
+    replaced = [run_of(t)["replaces"] for t in trials.values() if "replaces" in run_of(t) and not _never_trained(t)]
+    assert len(replaced) == len(set(replaced))
+    kinds = [(t.user_attrs.get("failure") or {}).get("kind") for t in trials.values()]
+    assert sum(k not in ("interrupted", "cancelled") for k in kinds) == TRIALS
+    study = load_study(str(tmp_path / "tunelab.journal"), "pbtkill")
+    best = study.best_trial
+    assert best is not None and best.state.value == "complete"
+    assert best.metrics["score"] == pytest.approx(best.config["x"])
