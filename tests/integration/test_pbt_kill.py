@@ -149,3 +149,85 @@ def test_kill_9_mid_pbt_then_the_same_command_continues_the_population(tmp_path:
     best = study.best_trial
     assert best is not None and best.state.value == "complete"
     assert best.metrics["score"] == pytest.approx(best.config["x"])
+
+
+
+# A driver through tune(), whose PBT waits at its first suggestion until both drivers have made
+# theirs (when given "--barrier"): both then launch the same continuation from the same stored
+# state, for certain, and only the storage-side claim keeps it from running twice.
+DRIVER = '''
+import os, sys, time
+from pathlib import Path
+
+sys.path.insert(0, os.getcwd())
+import tunelab
+from tunelab.schedulers import PBTScheduler
+from pbt_kill_objective import train
+
+
+class BarrierPBT(PBTScheduler):
+    waited = False
+
+    def suggest(self, history):
+        suggestion = super().suggest(history)
+        if suggestion is not None and "--barrier" in sys.argv and not self.waited:
+            self.waited = True
+            Path(f"arrived_{os.getpid()}").write_text("")
+            deadline = time.monotonic() + 120
+            while len(list(Path().glob("arrived_*"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return suggestion
+
+
+tunelab.tune(train, {"x": {"float": [0.0, 1.0]}}, metrics=[{"name": "score", "goal": "maximize"},
+             {"name": "total", "strategy": "store"}], sampler="random", seed=0,
+             scheduler=BarrierPBT("score", "maximize", population=3, perturbation_interval=1, quantile=0.25, seed=0),
+             trials=12, workers=3, storage="tunelab.journal", study_name="pbtkill", progress=False)
+'''
+
+
+def test_two_drivers_continue_one_pbt_population_without_running_a_member_twice(tmp_path: Path) -> None:
+    """The population a killed driver left, continued by two drivers: both read the same members
+    owed from storage and both launch the first one's continuation; each member continues in
+    exactly one trial (the first created; the twin ends ``cancelled`` before it runs)."""
+    from tunelab.study import reports_of
+    from tunelab.tuner import _never_trained
+
+    (tmp_path / "pbt_kill_objective.py").write_text(OBJECTIVE)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, "driver.py"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not all_held(tmp_path):
+            assert driver.poll() is None and time.monotonic() < deadline, "the population never reached the hold"
+            time.sleep(0.1)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    left = {t.number for t in frozen(tmp_path) if t.state.name == "RUNNING" and reports_of(t)}
+    assert left
+
+    (tmp_path / "release").write_text("")
+    drivers = [subprocess.Popen([sys.executable, "driver.py", "--barrier"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [d.communicate(timeout=300)[0] for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], outputs
+    assert len(list(tmp_path.glob("arrived_*"))) == 2  # both made the same first suggestion
+
+    trials = {t.number: t for t in frozen(tmp_path)}
+    assert not [t for t in trials.values() if t.state.name in ("RUNNING", "WAITING")]
+    ran = [t for t in trials.values() if not _never_trained(t)]
+    for number in left:
+        continued = [t for t in ran if run_of(t).get("replaces") == number]
+        assert len(continued) == 1, (number, [t.number for t in continued])
+    replaced = [run_of(t)["replaces"] for t in ran if "replaces" in run_of(t)]
+    assert len(replaced) == len(set(replaced))  # no exploit cloned twice either
+    for t in trials.values():  # a twin that lost the claim never ran: no report, no process output
+        if (t.user_attrs.get("failure") or {}).get("kind") == "cancelled" and "replaces" in run_of(t):
+            assert not reports_of(t) and not (tmp_path / "tunelab_runs" / "pbtkill" / f"trial_{t.number:04d}"
+                                              / "checkpoint").exists()
+    kinds = [(t.user_attrs.get("failure") or {}).get("kind") for t in trials.values()]
+    assert sum(k not in ("interrupted", "cancelled") for k in kinds) == 12
+    assert "already (another driver launched it first)" in " ".join(
+        t.user_attrs["failure"]["message"] for t in trials.values() if kinds[t.number] == "cancelled")
