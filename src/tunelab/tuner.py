@@ -312,6 +312,11 @@ class Tuner:
         if parent is None:
             config = self.space.sample(trial)  # the fixed params: Optuna records them as the trial's
         self._start(trial, config, slot, parent, start_step, replaces)
+        if parent is not None:  # the progress line says it, with Ray Tune's change log
+            at = f" at step {start_step:g}" if start_step is not None else ""
+            changes = "; ".join(f"{k}: {v}" for k, v in (suggestion.mutations or {}).items())
+            self._last_message = (f"trial {trial.number} clones trial {parent}{at}: {changes}" if changes else
+                                  f"trial {trial.number} continues trial {parent}{at}")
         return True
 
     def _claim(self, trial: "optuna.trial.Trial", replaces: int) -> bool:

@@ -119,3 +119,19 @@ def test_a_replacement_suggested_by_two_drivers_runs_once() -> None:
     a.tuner.finish()
     b.tuner.finish()
     assert a.study.get_trials()[0].user_attrs["failure"]["kind"] == "interrupted"
+
+
+def test_the_progress_line_says_each_clone_and_its_change_log() -> None:
+    said: list[str] = []
+    s = simulated_tuner(curve=score, steps=STEPS, scheduler=pbt(), metrics=SCORE, space=SPACE,
+                        sampler=sequence_sampler(CONFIGS), workers=4, trials=10,
+                        on_progress=lambda p: said.append(p.last))
+    s.tuner.run()
+    clones = [t for t in s.study.get_trials() if run_of(t).get("mutations")]
+    assert clones
+    for t in clones:
+        run = run_of(t)
+        line = f"trial {t.number} clones trial {run['parent']} at step {run['start_step']:g}: " + "; ".join(
+            f"{k}: {v}" for k, v in run["mutations"].items())
+        assert line in said
+        assert " --- (" in line
