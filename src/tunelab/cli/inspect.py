@@ -124,7 +124,9 @@ def print_schedule(entries: list[dict[str, Any]]) -> None:
     for r in rows:
         print("    " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     for previous, s in zip(segments, segments[1:]):
-        print(f"  step {fmt(s.start)}: trial {s.trial} cloned trial {previous.trial}")
+        # No mutation: it continued a member its driver left (stopped or killed), with its config.
+        verb = "cloned" if s.mutations else "continued"
+        print(f"  step {fmt(s.start)}: trial {s.trial} {verb} trial {previous.trial}")
         for name, change in s.mutations.items():
             print(f"    {name}: {change}")
 

@@ -115,8 +115,9 @@ def lineage_panel(data: ReportData) -> Panel:
         parent = data.links.get(clone.parent) if clone.parent is not None else None
         if span is None or parent is None:
             continue
-        changes = "<br>".join(f"{k}: {v}" for k, v in clone.mutations.items()) or "no mutation recorded"
-        hover = f"step {fmt(span[0])}: trial {clone.number} cloned trial {parent.number}<br>{changes}"
+        changes = "<br>".join(f"{k}: {v}" for k, v in clone.mutations.items()) or "no mutation (continued)"
+        verb = "cloned" if clone.mutations else "continued"
+        hover = f"step {fmt(span[0])}: trial {clone.number} {verb} trial {parent.number}<br>{changes}"
         on_best = clone.number in best
         fig.add_trace(go.Scatter(
             x=[span[0], span[0]], y=[parent.number, clone.number], mode="lines+markers", name="exploits",

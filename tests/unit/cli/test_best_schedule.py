@@ -60,3 +60,16 @@ def test_a_trial_without_lineage_prints_no_schedule(tmp_path: Path, capsys: pyte
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert main(["best", "--storage", url, "--study", "plain", "--format", "json"]) == 0
     assert "schedule" not in json.loads(capsys.readouterr().out)
+
+
+def test_a_continuation_is_said_to_continue_not_to_clone(capsys: pytest.CaptureFixture) -> None:
+    from tunelab.cli.inspect import print_schedule
+
+    entries = [{"trial": 0, "from_step": 0, "to_step": 3, "config": {"lr": 0.1}, "mutations": {}},
+               {"trial": 5, "from_step": 3, "to_step": 6, "config": {"lr": 0.1}, "mutations": {}},
+               {"trial": 7, "from_step": 6, "to_step": None, "config": {"lr": 0.12},
+                "mutations": {"lr": "0.1 --- (* 1.2) --> 0.12"}}]
+    print_schedule(entries)
+    lines = capsys.readouterr().out.splitlines()
+    assert "  step 3: trial 5 continued trial 0" in lines
+    assert "  step 6: trial 7 cloned trial 5" in lines
