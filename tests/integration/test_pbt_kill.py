@@ -64,15 +64,20 @@ tracking: {mlflow: false}
 TRIALS, HOLD = 10, 5
 
 
-def frozen(cwd: Path) -> list:
-    path = cwd / "tunelab.journal"
-    if not path.exists():
-        return []
+def frozen(cwd: Path, storage: str = "tunelab.journal") -> list:
+    """The study's trials as stored (a journal file, or a sqlite URL, in ``cwd``)."""
     import optuna
 
+    if storage.startswith("sqlite:///"):
+        if not (cwd / storage[len("sqlite:///"):]).exists():
+            return []
+        opened: object = optuna.storages.RDBStorage(f"sqlite:///{cwd / storage[len('sqlite:///'):]}")
+    elif (cwd / storage).exists():
+        opened = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(cwd / storage)))
+    else:
+        return []
     try:
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-        return optuna.load_study(study_name="pbtkill", storage=storage).get_trials(deepcopy=False)
+        return optuna.load_study(study_name="pbtkill", storage=opened).get_trials(deepcopy=False)
     except Exception:  # the study is being created
         return []
 
@@ -81,12 +86,12 @@ def run_of(t) -> dict:
     return t.user_attrs.get("run") or {}
 
 
-def all_held(cwd: Path) -> bool:
+def all_held(cwd: Path, storage: str = "tunelab.journal") -> bool:
     """Every running trial has reported step HOLD or later (it waits for the release), and one
     clone of an exploit has reported: the population is mid-way, and still."""
     from tunelab.study import reports_of
 
-    trials = frozen(cwd)
+    trials = frozen(cwd, storage)
     running = [t for t in trials if t.state.name == "RUNNING"]
     clone = any(run_of(t).get("mutations") and reports_of(t) for t in trials)
     return clone and bool(running) and all(reports_of(t) and reports_of(t)[-1].step >= HOLD for t in running)
@@ -182,11 +187,13 @@ class BarrierPBT(PBTScheduler):
 tunelab.tune(train, {"x": {"float": [0.0, 1.0]}}, metrics=[{"name": "score", "goal": "maximize"},
              {"name": "total", "strategy": "store"}], sampler="random", seed=0,
              scheduler=BarrierPBT("score", "maximize", population=3, perturbation_interval=1, quantile=0.25, seed=0),
-             trials=12, workers=3, storage="tunelab.journal", study_name="pbtkill", progress=False)
+             trials=12, workers=3, storage=sys.argv[1], study_name="pbtkill", progress=False)
 '''
 
 
-def test_two_drivers_continue_one_pbt_population_without_running_a_member_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["tunelab.journal", "sqlite:///study.db"])
+def test_two_drivers_continue_one_pbt_population_without_running_a_member_twice(tmp_path: Path,
+                                                                               storage: str) -> None:
     """The population a killed driver left, continued by two drivers: both read the same members
     owed from storage and both launch the first one's continuation; each member continues in
     exactly one trial (the first created; the twin ends ``cancelled`` before it runs)."""
@@ -195,27 +202,27 @@ def test_two_drivers_continue_one_pbt_population_without_running_a_member_twice(
 
     (tmp_path / "pbt_kill_objective.py").write_text(OBJECTIVE)
     (tmp_path / "driver.py").write_text(DRIVER)
-    driver = subprocess.Popen([sys.executable, "driver.py"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+    driver = subprocess.Popen([sys.executable, "driver.py", storage], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
-        while not all_held(tmp_path):
+        while not all_held(tmp_path, storage):
             assert driver.poll() is None and time.monotonic() < deadline, "the population never reached the hold"
             time.sleep(0.1)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    left = {t.number for t in frozen(tmp_path) if t.state.name == "RUNNING" and reports_of(t)}
+    left = {t.number for t in frozen(tmp_path, storage) if t.state.name == "RUNNING" and reports_of(t)}
     assert left
 
     (tmp_path / "release").write_text("")
-    drivers = [subprocess.Popen([sys.executable, "driver.py", "--barrier"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    drivers = [subprocess.Popen([sys.executable, "driver.py", storage, "--barrier"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [d.communicate(timeout=300)[0] for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], outputs
     assert len(list(tmp_path.glob("arrived_*"))) == 2  # both made the same first suggestion
 
-    trials = {t.number: t for t in frozen(tmp_path)}
+    trials = {t.number: t for t in frozen(tmp_path, storage)}
     assert not [t for t in trials.values() if t.state.name in ("RUNNING", "WAITING")]
     ran = [t for t in trials.values() if not _never_trained(t)]
     for number in left:
