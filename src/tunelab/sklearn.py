@@ -23,6 +23,7 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from tunelab.errors import ConfigError, TrialFailed, require, shown
+from tunelab.messages import TunelabWarning
 
 require("sklearn", "sklearn")
 
@@ -263,9 +264,17 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
         tags.estimator_type = inner.estimator_type
         tags.classifier_tags = copy.deepcopy(inner.classifier_tags)
         tags.regressor_tags = copy.deepcopy(inner.regressor_tags)
+        tags.target_tags = copy.deepcopy(inner.target_tags)  # a 2-d y, or none, as the estimator takes it
         tags.input_tags.pairwise = inner.input_tags.pairwise  # splits cut a precomputed matrix both ways
         tags.input_tags.sparse = inner.input_tags.sparse
         return tags
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ``study_`` is a live handle on the study's storage (its sampler, a database
+        # connection): not part of the fitted model, so it is not pickled. cv_results_ is.
+        state = super().__getstate__()
+        state.pop("study_", None)
+        return state
 
     # ---- fit -------------------------------------------------------------------------------
 
@@ -282,6 +291,8 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
         scorers, multimetric = self._checked_scoring()
         refit_metric = self._checked_refit(scorers, multimetric)
         self._check_plain_params()
+        if y is None and get_tags(self.estimator).target_tags.required:
+            raise ValueError(f"{type(self.estimator).__name__} requires y to be passed, but the target y is None.")
         X, y = indexable(X, y)
         splitter = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         splits = list(splitter.split(X, y, groups))
@@ -291,7 +302,10 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
         primary = f"test_{refit_metric}"
         objective = _CrossValidation(self.estimator, X, y, splits, scorers, fit_params, self.error_score,
                                      bool(self.return_train_score), bool(get_tags(self.estimator).input_tags.pairwise))
-        with tempfile.TemporaryDirectory(prefix="tunelab-search-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="tunelab-search-") as scratch, warnings.catch_warnings():
+            # That no trial completed is said below, as an error; tune()'s warning would point
+            # to logs in a directory that is gone by then.
+            warnings.filterwarnings("ignore", message="no trial completed", category=TunelabWarning)
             try:
                 view = tune(
                     objective, space, metrics=[{"name": primary, "goal": "maximize"}], sampler=self.sampler,
@@ -402,8 +416,8 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
         failed = [t for t in trials if t.state.value == "failed"]
         if failed and self.error_score == "raise":
             t = failed[0]
-            raise ValueError(f"trial {t.number} failed with {dict(t.config)} (error_score='raise'): "
-                             f"{t.failure_kind}: {t.message}")
+            raise _error_type(t.message)(f"trial {t.number} failed with {dict(t.config)} (error_score='raise'): "
+                                         f"{t.failure_kind}: {t.message}")
         if not any(t.state.value == "complete" for t in trials):
             detail = f" The first failure: trial {failed[0].number}: {failed[0].message}" if failed else ""
             raise ValueError(f"All {len(trials)} trials failed or were pruned: no config has a cross-validation "
@@ -471,6 +485,19 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
 
 #: ``tune()`` argument names -> this estimator's.
 _ARGUMENTS = {"trials": "n_trials", "seed": "random_state"}
+
+
+def _error_type(message: str | None) -> type[Exception]:
+    """The builtin exception type a fold failed with (``fold 0: TypeError: ...``, written by
+    ``_CrossValidation``), so error_score='raise' raises what the estimator raised; else ValueError."""
+    import builtins
+    import re
+
+    match = re.match(r"fold \d+: (\w+): ", message or "")
+    found = getattr(builtins, match.group(1), None) if match else None
+    if isinstance(found, type) and issubclass(found, Exception) and not issubclass(found, (Warning, OSError)):
+        return found
+    return ValueError
 
 
 def _seed(random_state: Any) -> int | None:
