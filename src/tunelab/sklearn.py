@@ -287,6 +287,9 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
         from tunelab.api import tune
         from tunelab.space import Space
 
+        if not callable(getattr(self.estimator, "fit", None)) or not callable(getattr(self.estimator, "get_params", None)):
+            raise SearchConfigError("estimator", f"is {shown(self.estimator)}, which is not a scikit-learn estimator.",
+                                    "pass an estimator (with fit and get_params), e.g. LogisticRegression().")
         space = self._checked_space(Space)
         scorers, multimetric = self._checked_scoring()
         refit_metric = self._checked_refit(scorers, multimetric)
@@ -352,7 +355,7 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
             space = space_cls.from_dict(self.space)
         except ConfigError as exc:
             raise SearchConfigError(exc.field, exc.problem, exc.fix) from None
-        valid = self.estimator.get_params(deep=True) if hasattr(self.estimator, "get_params") else {}
+        valid = self.estimator.get_params(deep=True)
         for name in space:
             if name not in valid:
                 close = ", ".join(sorted(valid)[:12]) or "none"
@@ -422,6 +425,10 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
             detail = f" The first failure: trial {failed[0].number}: {failed[0].message}" if failed else ""
             raise ValueError(f"All {len(trials)} trials failed or were pruned: no config has a cross-validation "
                              f"score.{detail}")
+        folds = sum(r.metrics.get("fold_failed", 0.0) > 0 for t in trials for r in t.history)
+        if folds:  # a numeric error_score: the trials went on, but scikit-learn users expect to hear of it
+            warnings.warn(f"{folds} fit(s) failed and were scored error_score={self.error_score} (the trial logs "
+                          "say why).", FitFailedWarning, stacklevel=3)
         if failed:
             warnings.warn(f"{len(failed)} of {len(trials)} trials failed (scored NaN in cv_results_); the first: "
                           f"trial {failed[0].number}: {failed[0].failure_kind}: {failed[0].message}",

@@ -75,6 +75,7 @@ def test_init_only_stores_and_clone_keeps_every_parameter() -> None:
 
 
 @pytest.mark.parametrize("params,field", [
+    (dict(estimator="ridge"), "estimator"),
     (dict(space=[("alpha", 1.0)]), "space"),
     (dict(space={"alpha": {"float": [5, 1]}}), "space.alpha"),
     (dict(space={"alhpa": {"float": [1, 5]}}), "space.alhpa"),
@@ -176,6 +177,12 @@ def test_median_stopping_prunes_bad_configs_after_a_few_folds(digits: Any) -> No
     assert sum(t.state.value == "pruned" for t in est.study_.trials()) == pruned.sum()
 
 
+def test_a_scheduler_object_on_the_running_mean(digits: Any) -> None:
+    scheduler = MedianStoppingScheduler("test_score", "maximize", min_trials=2)
+    est = search(n_trials=10, scheduler=scheduler).fit(*digits)
+    assert (est.cv_results_["state"] == "pruned").any()
+
+
 def test_asha_takes_the_folds_as_its_resource(digits: Any) -> None:
     est = search(n_trials=9, scheduler="asha").fit(*digits)
     r = est.cv_results_
@@ -244,7 +251,8 @@ def test_a_failing_fit_is_a_failed_trial_with_nan_scores(digits: Any) -> None:
 
 
 def test_a_numeric_error_score_scores_the_fold_and_goes_on(digits: Any) -> None:
-    est = search(estimator=Picky(), space=PICKY, n_trials=6, cv=2, error_score=-1.0).fit(*digits)
+    with pytest.warns(FitFailedWarning, match=r"\d+ fit\(s\) failed and were scored error_score=-1.0"):
+        est = search(estimator=Picky(), space=PICKY, n_trials=6, cv=2, error_score=-1.0).fit(*digits)
     r = est.cv_results_
     bad = np.array([p["mood"] == "bad" for p in r["params"]])
     assert (r["state"] == "complete").all() and (r["mean_test_score"][bad] == -1.0).all()
