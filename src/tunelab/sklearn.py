@@ -287,7 +287,7 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
         from tunelab.api import tune
         from tunelab.space import Space
 
-        if not callable(getattr(self.estimator, "fit", None)) or not callable(getattr(self.estimator, "get_params", None)):
+        if not all(callable(getattr(self.estimator, m, None)) for m in ("fit", "get_params")):
             raise SearchConfigError("estimator", f"is {shown(self.estimator)}, which is not a scikit-learn estimator.",
                                     "pass an estimator (with fit and get_params), e.g. LogisticRegression().")
         space = self._checked_space(Space)
@@ -400,7 +400,8 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _check_plain_params(self) -> None:
         n = self.n_trials
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise SearchConfigError("n_trials", f"is {shown(n)}, but must be an integer >= 1.", "pass e.g. n_trials=20.")
+            raise SearchConfigError("n_trials", f"is {shown(n)}, but must be an integer >= 1.",
+                                    "pass e.g. n_trials=20.")
         w = self.workers
         if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
             raise SearchConfigError("workers", f"is {shown(w)}, but must be an integer >= 1.", "pass e.g. workers=2.")
@@ -413,7 +414,8 @@ class TunelabSearchCV(MetaEstimatorMixin, BaseEstimator):
             raise SearchConfigError(missing, "is missing: a kept study needs both storage= and study_name=.",
                                     "pass both (to keep and resume the study), or neither (a study in memory).")
         if self.storage is not None and (not isinstance(self.storage, (str, os.PathLike)) or str(self.storage) == ""):
-            raise SearchConfigError("storage", f"is {shown(self.storage)}, but must be a journal path or a database URL.")
+            raise SearchConfigError("storage", f"is {shown(self.storage)}, but must be a journal path or a "
+                                    "database URL.", 'pass e.g. storage="search.journal".')
 
     def _raise_or_warn_failures(self, trials: Sequence[Any]) -> None:
         failed = [t for t in trials if t.state.value == "failed"]
@@ -580,9 +582,9 @@ def _cv_results(trials: Sequence[Any], scorer_names: Sequence[str], n_splits: in
             full = complete & ~np.isnan(folds).any(axis=1)
             mean = np.full(n, np.nan)
             std = np.full(n, np.nan)
-            if full.any():
-                mean[full] = folds[full].mean(axis=1)
-                std[full] = folds[full].std(axis=1)
+            for i in np.flatnonzero(full):  # np.mean of one row: the arithmetic the trial's value used
+                mean[i] = np.mean(folds[i])
+                std[i] = np.std(folds[i])
             results[f"mean_{side}_{m}"] = mean
             results[f"std_{side}_{m}"] = std
             if side == "test":
