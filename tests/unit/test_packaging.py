@@ -26,6 +26,10 @@ def _dist(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name.group(0)).lower()
 
 
+#: Import names that differ from their distribution's name.
+_IMPORT_TO_DIST = {"sklearn": "scikit-learn"}
+
+
 def _require_calls() -> list[tuple[str, str, str]]:
     """(where, module, extra) for every ``require("module", "extra")`` call in the package."""
     calls = []
@@ -52,7 +56,7 @@ def test_every_extra_named_by_require_exists_and_installs_the_module(where: str,
     extras = _extras()
     assert extra in extras, f"{where}: require() names the extra {extra!r}, which pyproject.toml lacks"
     # Import names are distribution names here, up to '-' for '_' (optuna_dashboard, playwright.sync_api).
-    dist = _dist(module.split(".")[0])
+    dist = _IMPORT_TO_DIST.get(module.split(".")[0], _dist(module.split(".")[0]))
     assert dist in extras[extra], f"{where}: `pip install 'tunelab[{extra}]'` does not install {dist}"
 
 
