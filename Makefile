@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 MIN_VENV := .venv-min
 MIN_BIN := $(MIN_VENV)/bin
 MIN_PIP := $(MIN_BIN)/python -m pip --disable-pip-version-check -q
-MIN_EXTRAS := nlp,report,mlflow,wandb,tensorboard,dashboard,postgres,gp,cmaes,test
+MIN_EXTRAS := nlp,report,mlflow,wandb,tensorboard,dashboard,postgres,gp,cmaes,sklearn,test
 MIN_STAMP := $(MIN_VENV)/.installed
 
 .PHONY: demo test test-min test-slow venv clean bench
