@@ -64,6 +64,10 @@ class Search:
     sampler: str
     seed: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Seed repeats of the best configs after the search (``tunelab.repeats``).
+    repeats: Any = None
+    #: Earlier studies whose trials the sampler starts from (``tunelab.warm_start``).
+    warm_start: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -369,8 +373,13 @@ def parse_search(raw: Any, metrics: MetricSet) -> Search:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise ConfigError("search.seed", f"is {shown(seed)}, but must be an integer from 0 to {MAX_SEED}.",
                           "use e.g. `seed: 0`.")
-    options = {str(k): v for k, v in raw.items() if k not in ("sampler", "seed")}
-    return Search(sampler, seed, options)
+    from tunelab.repeats import parse_repeats
+    from tunelab.warm_start import parse_sources
+
+    repeats = parse_repeats(raw.get("repeats"), metrics)
+    warm_start = parse_sources(raw.get("warm_start"))
+    options = {str(k): v for k, v in raw.items() if k not in ("sampler", "seed", "repeats", "warm_start")}
+    return Search(sampler, seed, options, repeats, warm_start)
 
 
 def parse_budget(raw: Any, metrics: MetricSet) -> Budget:

@@ -14,8 +14,13 @@ if TYPE_CHECKING:
 
 def start_line(config: "StudyConfig") -> str:
     """``study NAME: 2 worker(s), sampler tpe; minimize loss (goal from its name)``."""
-    return (f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}; "
+    line = (f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}; "
             f"{config.metrics.describe_goals()}")
+    if config.search.warm_start:
+        line += f"; sampler warm-started from {', '.join(s.describe() for s in config.search.warm_start)}"
+    if config.search.repeats is not None:
+        line += f"; {config.search.repeats.describe()}"
+    return line
 
 
 def counted_before(view: "StudyView") -> int:
