@@ -75,6 +75,12 @@ def summary(view: "StudyView", elapsed_s: float) -> str:
     if not best:
         has_constraints = bool(view.metrics.constraints)
         lines.append("no complete trial" + (" meets every constraint" if has_constraints else "") + " yet")
+    group = view.best_seed_group(trials)
+    if group is not None:  # seed repeats: the best mean, its spread, and the trial export takes
+        lines.append(f"best config (best mean of {view.metrics.primary.name}: {group.spread()}): "
+                     f"{dict(group.config)}; its best seed is trial {group.best.number} "
+                     f"({fmt(group.best.metrics.get(view.metrics.primary.name))}, seed {group.seeds[group.trials.index(group.best)]})")
+        best = []
     for t in best[:5]:
         metrics = ", ".join(f"{m.name} {fmt(t.metrics.get(m.name))} ({m.goal})" for m in view.metrics.objectives)
         lines.append(f"{'best' if len(best) == 1 else 'Pareto'} trial {t.number}: {metrics}; "

@@ -134,3 +134,26 @@ def test_repeat_seeds_count_on_from_the_configs_own() -> None:
     assert seeds_for({}, 2**32 - 1, 1) == [0]
     assert parse_search({"repeats": {"top": 2, "seeds": 5}}, SCORE).repeats == Repeats(2, 5)
     assert parse_search({"repeats": {"top": 2, "seeds": 5}}, SCORE).options == {}
+
+
+def test_the_summary_status_best_and_report_show_the_spread() -> None:
+    from tunelab.cli.inspect import best_payload, status_payload
+    from tunelab.display import summary
+    from tunelab.report.data import ReportData
+    from tunelab.report.html import _seeds, _summary
+
+    view = StudyView(run().study)
+    text = summary(view, 1.0)
+    assert "best config (best mean of value: mean 0.7933 ± 0.005774 (sd) over 3 seeds, 0.79..0.8)" in text
+    assert "{'name': 'steady'}; its best seed is trial" in text and "seed 1)" in text
+    assert "best trial" not in text  # the lucky single trial is not called the best
+    status = status_payload(view)
+    assert status["seeds"]["config"] == {"name": "steady"} and status["seeds"]["n"] == 3
+    assert status["best"][0]["trial"] == view.best_trial.number
+    best = best_payload(view)[0]
+    assert best["config"] == {"name": "steady"}
+    assert [s["seed"] for s in best["seeds"]["seeds"]] == [0, 1, 2]
+    data = ReportData.from_study(view)
+    html = _seeds(data)
+    assert "Seeds of each repeated config" in html and "seed 2: 0.79" in html and "lucky" in html
+    assert "mean over 3 seeds" in _summary(data)
