@@ -170,7 +170,7 @@ def _short(value: Any) -> str:
 def _in_api_terms(exc: ConfigError) -> ConfigError:
     """The error with a ``tune()`` argument's name where the YAML field was named."""
     for yaml_field, argument in _API_FIELDS.items():
-        if exc.field == yaml_field or exc.field.startswith(yaml_field + "."):
+        if exc.field == yaml_field or exc.field.startswith((yaml_field + ".", yaml_field + "[")):
             return ConfigError(argument + exc.field[len(yaml_field):], exc.problem, exc.fix)
     return exc
 

@@ -157,3 +157,22 @@ def test_the_summary_status_best_and_report_show_the_spread() -> None:
     html = _seeds(data)
     assert "Seeds of each repeated config" in html and "seed 2: 0.79" in html and "lucky" in html
     assert "mean over 3 seeds" in _summary(data)
+
+
+def noisy(config: Mapping[str, Any], reporter: Any) -> dict[str, float]:
+    return {"loss": (config["x"] - 1) ** 2 + 0.01 * (config.get("seed", 0) % 3)}
+
+
+def test_tune_repeats_and_returns_the_spread() -> None:
+    from tunelab import tune
+
+    view = tune(noisy, {"x": {"float": [-3, 3]}}, metrics="loss", trials=5, seed=0, backend="inprocess",
+                storage="memory", progress=False, repeats={"top": 2, "seeds": 2})
+    assert len(view.trials()) == 9
+    group = view.best_seed_group()
+    assert group is not None and len(group.trials) == 3 and group.seeds == (0, 1, 2)
+    assert view.best_config == {"x": group.config["x"]} and view.best_trial.number == group.best.number
+    with pytest.raises(ConfigError) as err:
+        tune(noisy, {"x": {"float": [-3, 3]}}, metrics="loss", backend="inprocess", storage="memory",
+             progress=False, repeats={"top": 0})
+    assert err.value.field == "repeats.top"
