@@ -280,6 +280,10 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
     trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
     warm = _warm_sources(config, url)  # errors (no such study, other directions) before any work
     study = _open_study(config, url, sampler, identity, trial_root, surface)
+    if config.start_points:  # a fine-tuning study with no space: known-good configs first
+        from tunelab.finetune_defaults import enqueue_start_points, fit_to_budget
+
+        enqueue_start_points(study, fit_to_budget(config.start_points, trials))
     if warm:
         from tunelab.warm_start import add_warm_trials
 

@@ -16,6 +16,12 @@ def start_line(config: "StudyConfig") -> str:
     """``study NAME: 2 worker(s), sampler tpe; minimize loss (goal from its name)``."""
     line = (f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}; "
             f"{config.metrics.describe_goals()}")
+    if config.defaulted:  # README, "Defaults for fine-tuning"
+        line += f"; tunelab's fine-tuning defaults for {' and '.join(config.defaulted)}"
+        if "scheduler" in config.defaulted and isinstance(config.scheduler, dict):
+            s = config.scheduler
+            line += (f" (ASHA over epochs {s['min_resource']}..{s['max_resource']}, "
+                     f"reduction factor {s['reduction_factor']})")
     if config.search.warm_start:
         line += f"; sampler warm-started from {', '.join(s.describe() for s in config.search.warm_start)}"
     if config.search.repeats is not None:
