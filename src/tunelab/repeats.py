@@ -142,8 +142,6 @@ def missing_repeats(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo
     """(original, seed) pairs still to run, best config first: the ``top`` best originals among
     ``ranked`` (the study's feasible complete trials, best first), less the repeats in storage
     (any state but interrupted or cancelled: those run again)."""
-    from tunelab.proposals import DUPLICATE_OF
-
     done: set[tuple[int, int]] = set()
     for t in trials:
         if REPEAT_OF not in t.user_attrs:
@@ -152,14 +150,39 @@ def missing_repeats(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo
         if kind in ("interrupted", "cancelled"):
             continue
         done.add((int(t.user_attrs[REPEAT_OF]), int(t.user_attrs.get(SEED, -1))))
-    reused = {t.number for t in trials if DUPLICATE_OF in t.user_attrs}
-    originals = [t for t in ranked if t.repeat_of is None and t.number not in reused and t.parent is None]
     todo = []
-    for original in originals[: repeats.top]:
+    for original in top_originals(trials, ranked, repeats.top):
         for seed in seeds_for(original.config, default_seed, repeats.seeds):
             if (original.number, seed) not in done:
                 todo.append((original, seed))
     return todo
+
+
+def top_originals(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo"], top: int) -> list["TrialInfo"]:
+    """The ``top`` best trials of the search (no repeat, no reused result, no PBT clone)."""
+    from tunelab.proposals import DUPLICATE_OF
+
+    reused = {t.number for t in trials if DUPLICATE_OF in t.user_attrs}
+    return [t for t in ranked if t.repeat_of is None and t.number not in reused and t.parent is None][:top]
+
+
+def kept_checkpoints(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo"], repeats: Repeats,
+                     goal: str) -> set[int]:
+    """Trials whose checkpoint must outlive retention: the repeated configs' originals (until
+    their repeats say which seed is best) and each repeated config's best seed (what export takes)."""
+    keep = {t.number for t in top_originals(trials, ranked, repeats.top)}
+    keep.update(g.best.number for g in seed_groups(ranked, goal))
+    return keep
+
+
+def earlier_twin(trials: Sequence["FrozenTrial"], number: int, original: int, seed: int) -> int | None:
+    """A repeat of the same (original, seed) created before trial ``number`` by another driver
+    (both saw it missing at once), still standing; None when ``number`` is the first."""
+    for t in trials:
+        if (t.number < number and t.user_attrs.get(REPEAT_OF) == original and t.user_attrs.get(SEED) == seed
+                and (t.user_attrs.get("failure") or {}).get("kind") not in ("interrupted", "cancelled")):
+            return t.number
+    return None
 
 
 def repeat_config(original: "TrialInfo", seed: int) -> dict[str, Any]:

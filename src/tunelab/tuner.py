@@ -32,7 +32,8 @@ from tunelab.executors.base import RESTORE, TrialSpec, copy_parent_checkpoint
 from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
-from tunelab.repeats import REPEAT_OF, SEED, Repeats, is_repeat, missing_repeats, repeat_config
+from tunelab.repeats import (REPEAT_OF, SEED, Repeats, earlier_twin, is_repeat, kept_checkpoints, missing_repeats,
+                             repeat_config)
 from tunelab.schedulers.base import Decision, FIFOScheduler, Suggestion
 from tunelab.space import Space
 from tunelab.study import REPORT_PREFIX, StudyView, reports_of, stored_config, trial_dir_name, trial_info, trial_state
@@ -286,6 +287,8 @@ class Tuner:
         """Seed repeats of the best configs (``tunelab.repeats``), once the search has used its
         budget and none of its trials runs; what to run is read from storage each time, so an
         interrupted phase continues where it was."""
+        from optuna.trial import TrialState
+
         if self.repeats is None or self._stopping or self.metrics.is_multi_objective:
             return
         if any(n not in self._repeating for n in self._live) or self._budget_left():
@@ -301,6 +304,11 @@ class Tuner:
             run = {"slot": slot, "root": str(self.trial_root), "driver": self.driver, "config": config}
             trial = _optuna.create_trial(self.study, run, None, self._opened,
                                          user_attrs={REPEAT_OF: original.number, SEED: seed})
+            twin = earlier_twin(self.study.get_trials(deepcopy=False), trial.number, original.number, seed)
+            if twin is not None:  # another driver planned the same repeat at the same moment: its runs
+                trial.set_user_attr("failure", {"kind": "cancelled", "message": f"trial {twin} runs this repeat"})
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
             self._repeating.add(trial.number)
             self._start(trial, config, slot)
             self._last_message = f"trial {trial.number} repeats trial {original.number} with seed {seed}"
@@ -716,8 +724,10 @@ class Tuner:
             for parent in (t.user_attrs.get("parent"), lineage.get("parent") if isinstance(lineage, Mapping) else None):
                 if isinstance(parent, int) and not isinstance(parent, bool):
                     parents.add(parent)
-        if self.repeats is not None:  # each repeated config's best seed: what export takes
-            parents.update(g.best.number for g in StudyView(self.study).seed_groups())
+        if self.repeats is not None and not self.metrics.is_multi_objective:
+            view = StudyView(self.study)  # the repeated configs' originals and best seeds (export)
+            parents.update(kept_checkpoints(self.study.get_trials(deepcopy=False), view.ranked_trials(),
+                                            self.repeats, self.metrics.primary.goal))
         return parents
 
     def _owned_dir(self, directory: str, number: int | None = None) -> Path | None:

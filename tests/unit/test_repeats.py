@@ -176,3 +176,47 @@ def test_tune_repeats_and_returns_the_spread() -> None:
         tune(noisy, {"x": {"float": [-3, 3]}}, metrics="loss", backend="inprocess", storage="memory",
              progress=False, repeats={"top": 0})
     assert err.value.field == "repeats.top"
+
+
+def test_export_takes_the_best_seed_of_the_best_mean_and_retention_keeps_it(tmp_path: Any) -> None:
+    from tunelab.cli.export import choose_trial
+
+    for n in range(8):  # checkpoints as trials leave them (the simulated executor writes none)
+        (tmp_path / f"trial_{n:04d}" / "checkpoint" / "best").mkdir(parents=True)
+    sim = run(trial_root=tmp_path, keep_checkpoints=1)
+    view = StudyView(sim.study)
+    chosen = choose_trial(view, None)
+    assert chosen.config == {"name": "steady", "seed": 1} and chosen.number == view.best_seed_group().best.number
+    kept = {n for n in range(8) if (tmp_path / f"trial_{n:04d}" / "checkpoint").exists()}
+    # keep_checkpoints=1 alone would keep only trial 1 ("lucky", the best single value)
+    assert chosen.number in kept and {1, 3} <= kept
+
+
+def test_two_drivers_planning_the_same_repeat_run_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tunelab.tuner as tuner_module
+
+    storage = optuna.storages.InMemoryStorage()
+    search = simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE,
+                             configs=CONFIGS, trials=4, storage=storage)
+    search.tuner.run()
+
+    def driver() -> Any:
+        return simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE,
+                               space=choice_space(CONFIGS), sampler=sequence_sampler([]), trials=4, workers=4,
+                               repeats=Repeats(2, 2), storage=storage)
+
+    first, second = driver(), driver()
+    view = StudyView(first.study)
+    stale = tuner_module.missing_repeats(first.study.get_trials(), view.ranked_trials(), Repeats(2, 2), 0)
+    first.tuner.begin()
+    assert first.tuner.launch_ready()  # it starts the four repeats
+    second.tuner.begin()
+    monkeypatch.setattr(tuner_module, "missing_repeats", lambda *a: stale)  # it read storage before they existed
+    assert not second.tuner.launch_ready()  # each of its four finds the first driver's: cancelled, not run
+    second.tuner.finish()
+    monkeypatch.undo()
+    while first.tuner.launch_ready():
+        first.tuner.step()
+    first.tuner.finish()
+    trials = StudyView(first.study).trials()  # cancelled trials are not shown
+    assert sorted((t.repeat_of, t.seed) for t in trials if t.repeat_of is not None) == [(1, 1), (1, 2), (3, 1), (3, 2)]
