@@ -32,6 +32,8 @@ def test_a_local_study_repeats_its_best_configs_with_other_seeds(study_dir: Path
     assert len(rows) == 4 + 4 and all(r["state"] == "complete" for r in rows)
     search = sorted((r for r in rows if r["number"] < 4), key=lambda r: -r["score"])[:2]
     repeats = [r for r in rows if r["number"] >= 4]
+    assert {r["repeat_of"] for r in repeats} == {s["number"] for s in search}
+    assert all(r["repeat_of"] is None for r in rows if r["number"] < 4)
     for r in repeats:  # the seed reached the trial process through its config
         config = json.loads((study_dir / "tunelab_runs" / "seeds" / f"trial_{r['number']:04d}" / "config.json").read_text())
         assert config["seed"] in (1, 2)
