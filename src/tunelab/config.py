@@ -270,11 +270,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
     name = check_study_name(raw.get("name", default_name), "name")
     on_change = parse_on_change(raw.get("on_change", "error"), "on_change")
     defaulted: tuple[str, ...] = ()
-    if "space" not in raw:
-        from tunelab.finetune_defaults import DEFAULT_SPACE
-
+    if "space" not in raw:  # a fine-tuning study: tunelab.finetune_defaults, once the objective is known
         defaulted = ("space",) if "scheduler" in raw else ("space", "scheduler")
-    space = Space.from_dict(raw["space"] if "space" in raw else DEFAULT_SPACE)
+    space: Space | None = Space.from_dict(raw["space"]) if "space" in raw else None
     metrics = MetricSet.parse(raw["metrics"])
     # Only a missing key or null means "absent": `search: []` is a mistake, not the defaults.
     execution = parse_execution(_section(raw, "execution"))
@@ -284,11 +282,16 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
     scheduler = raw.get("scheduler")
     start_points: tuple[Mapping[str, Any], ...] = ()
     if defaulted:
-        from tunelab.finetune_defaults import START_POINTS, default_scheduler
+        from tunelab.finetune_defaults import default_scheduler, default_space, default_start_points
 
+        searched = default_space(objective)
+        if not searched:
+            raise ConfigError("space", "is missing, and the objective fixes every setting the default space searches.",
+                              "give a `space` (see the README, \"Defaults for fine-tuning\").")
+        space = Space.from_dict(searched)
         if "scheduler" in defaulted:
             scheduler = default_scheduler(objective)
-        start_points = START_POINTS  # run_study queues as many as a third of the budget holds
+        start_points = default_start_points(objective)  # run_study queues what a third of the budget holds
     _check_scheduler(scheduler, metrics, space, objective)
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or not storage.strip() or "\x00" in storage):

@@ -17,6 +17,9 @@ epoch did worse than no early stopping at equal epochs (issue 13). These two val
 conservative choice, not a measurement of tunelab's own: a curve benchmark on the demo's data
 is to confirm them.
 
+A setting the objective fixes (``objective: {weight_decay: 0.01}``) is left out of the space
+(and of the start points): what the user gives is kept.
+
 Known-good start points run first (enqueued when the study is new): the classic BERT grid,
 learning rate 2e-5, 3e-5 and 5e-5 with batch 32 then 16, no warmup and no weight decay (the
 Trainer's defaults), as many as fit in a third of the trial budget (all six for 18 trials or
@@ -46,6 +49,32 @@ REDUCTION_FACTOR = 2
 DEFAULT_EPOCHS = 3.0
 #: Trial user attr of an enqueued start point.
 START_POINT = "start_point"
+
+
+def _given(objective: Any) -> set[str]:
+    """Settings the objective fixes itself (its defaults, by canonical name): never searched."""
+    from tunelab.nlp.settings import canonical
+
+    return {canonical(name) for name in (getattr(objective, "defaults", None) or {})}
+
+
+def default_space(objective: Any) -> dict[str, Any]:
+    """``DEFAULT_SPACE`` less the settings the objective fixes (``objective: {weight_decay: 0.01}``)."""
+    from tunelab.nlp.settings import canonical
+
+    given = _given(objective)
+    return {name: spec for name, spec in DEFAULT_SPACE.items() if canonical(name) not in given}
+
+
+def default_start_points(objective: Any) -> tuple[dict[str, Any], ...]:
+    """``START_POINTS`` over the default space left by the objective's own settings, without repeats."""
+    names = set(default_space(objective))
+    out: list[dict[str, Any]] = []
+    for point in START_POINTS:
+        kept = {k: v for k, v in point.items() if k in names}
+        if kept and kept not in out:
+            out.append(kept)
+    return tuple(out)
 
 
 def default_scheduler(objective: Any) -> dict[str, Any]:

@@ -84,3 +84,14 @@ def test_start_points_run_first_and_no_trial_stops_before_one_epoch() -> None:
     pruned = [t for t in trials if t.state == State.PRUNED]
     assert pruned  # early stopping does stop some ...
     assert all(t.history[-1].step >= 1 for t in pruned)  # ... never before a full epoch
+
+
+def test_a_setting_the_objective_fixes_is_not_searched(tmp_path: Path) -> None:
+    cfg = parse_config(fine_tuning(weight_decay=0.01, per_device_train_batch_size=8), base_dir=tmp_path)
+    assert sorted(cfg.space.searched) == ["learning_rate", "warmup_ratio"]
+    assert cfg.start_points == ({"learning_rate": 2e-5, "warmup_ratio": 0.0}, {"learning_rate": 3e-5, "warmup_ratio": 0.0},
+                                {"learning_rate": 5e-5, "warmup_ratio": 0.0})
+    with pytest.raises(ConfigError) as err:
+        parse_config(fine_tuning(weight_decay=0.01, batch_size=8, learning_rate=1e-4, warmup_ratio=0.0),
+                     base_dir=tmp_path)
+    assert err.value.field == "space" and "fixes every setting" in err.value.problem
