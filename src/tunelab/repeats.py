@@ -185,6 +185,19 @@ def earlier_twin(trials: Sequence["FrozenTrial"], number: int, original: int, se
     return None
 
 
+def search_after_repeats(trials: Sequence["FrozenTrial"]) -> str | None:
+    """What to say when a study that already ran seed repeats searches again (its trial budget
+    was raised): a repeat holds no Optuna params, so Optuna's multivariate TPE and GP, which
+    sample jointly only the parameters every complete trial has, sample each one alone."""
+    repeats = [t.number for t in trials if REPEAT_OF in t.user_attrs]
+    if not repeats:
+        return None
+    return (f"this study ran seed repeats (trials {repeats[0]}..{repeats[-1]}), which hold no Optuna params: "
+            "searching it again, Optuna's multivariate TPE and GP sample each parameter on its own. "
+            "To search further, start a new study with `search: {warm_start: [this study]}` (repeats are "
+            "not copied).")
+
+
 def repeat_config(original: "TrialInfo", seed: int) -> dict[str, Any]:
     return {**dict(original.config), SEED_KEY: seed}
 

@@ -33,7 +33,7 @@ from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
 from tunelab.repeats import (REPEAT_OF, SEED, Repeats, earlier_twin, is_repeat, kept_checkpoints, missing_repeats,
-                             repeat_config)
+                             repeat_config, search_after_repeats)
 from tunelab.schedulers.base import Decision, FIFOScheduler, Suggestion
 from tunelab.space import Space
 from tunelab.study import REPORT_PREFIX, StudyView, reports_of, stored_config, trial_dir_name, trial_info, trial_state
@@ -165,6 +165,8 @@ class Tuner:
         self._load_finished()
         self._refresh_scheduler()  # trials other drivers are running now
         self._warn_pickled_state()
+        if self._budget_left() and (note := search_after_repeats(self.study.get_trials(deepcopy=False))):
+            warnings.warn(note, stacklevel=2)
         if self.callbacks:
             self.callbacks.call("on_study_start", StudyView(self.study))
 

@@ -220,3 +220,21 @@ def test_two_drivers_planning_the_same_repeat_run_it_once(monkeypatch: pytest.Mo
     first.tuner.finish()
     trials = StudyView(first.study).trials()  # cancelled trials are not shown
     assert sorted((t.repeat_of, t.seed) for t in trials if t.repeat_of is not None) == [(1, 1), (1, 2), (3, 1), (3, 2)]
+
+
+def test_searching_again_after_repeats_says_what_the_sampler_loses() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE, configs=CONFIGS,
+                    trials=4, repeats=Repeats(1, 1), storage=storage).tuner.run()
+    more = simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE,
+                           space=choice_space(CONFIGS), sampler=sequence_sampler([{"name": "third"}]), trials=6,
+                           storage=storage)
+    with pytest.warns(UserWarning, match=r"ran seed repeats \(trials 4..4\).*warm_start"):
+        more.tuner.run()
+    done = simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE,
+                           space=choice_space(CONFIGS), sampler=sequence_sampler([]), trials=4, storage=storage)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finished study run again: no search, nothing to say
+        done.tuner.run()
