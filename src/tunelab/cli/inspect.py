@@ -34,6 +34,8 @@ def add_parsers(subparsers: Any) -> None:
                    "name or as params.NAME); every format")
     p.add_argument("--wide", action="store_true", help="table: every column, however wide (default: fit the "
                    "terminal, hiding the least telling columns)")
+    p.add_argument("--warm-start", action="store_true", help="the trials copied from earlier studies "
+                   "(search.warm_start) instead of the study's own")
     p.set_defaults(func=trials)
 
     p = subparsers.add_parser("studies", help="the studies in a storage")
@@ -246,7 +248,7 @@ def trials(args: argparse.Namespace) -> int:
     from tunelab.frame import trial_rows
 
     study = open_study(args)
-    rows = trial_rows(study.trials(), study.metrics)
+    rows = trial_rows(study.warm_started() if args.warm_start else study.trials(), study.metrics)
     available = list(rows[0]) if rows else []
     columns = pick_columns(available, args.columns) if rows else []
     rows = [{c: r.get(c) for c in columns} for r in rows]
