@@ -7,7 +7,8 @@ seed is the winner's curse this guards against), and its best trial, the one ``e
 is that config's best seed.
 
 - The seed reaches the objective as the config key ``seed`` (the text-classification objective's
-  training seed; a function objective reads ``config["seed"]``, a command one ``{seed}``). A
+  training seed; a function objective reads ``config["seed"]``, a command one ``{seed}`` with
+  ``seed: {fixed: N}`` in its space). A
   repeat's seeds are the original's seed + 1, + 2, ...: the original's is its config's ``seed``,
   else the objective's default seed (42 for ``text_classification``, as the Trainer's), else 0.
 - Repeats come on top of ``budget.trials`` (the search); they run when the search's trial (or
