@@ -238,3 +238,15 @@ def test_searching_again_after_repeats_says_what_the_sampler_loses() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a finished study run again: no search, nothing to say
         done.tuner.run()
+
+
+def test_a_fixed_seed_in_the_space_is_what_repeats_count_from() -> None:
+    configs = [{**c, "seed": 0} for c in CONFIGS]  # choice_space makes `seed` fixed at 0
+    sim = simulated_tuner(curve=score, steps=STEPS, scheduler=FIFOScheduler("score"), metrics=SCORE,
+                          configs=configs, trials=4, repeats=Repeats(2, 2))
+    sim.tuner.run()
+    view = StudyView(sim.study)
+    group = view.best_seed_group()
+    assert group is not None and group.seeds == (0, 1, 2)
+    assert view.best_config == {"name": "steady", "seed": 0}  # the searched config, its own seed
+    assert len(view.ranked_trials()) == 8  # the repeats count as inside the space
