@@ -14,8 +14,8 @@ says), and ASHA stops the weaker ones at its rungs: no stop before one full epoc
 reduction factor of 2 (half of the trials go on at each rung), gentler than the usual 3,
 because on a held-out learning-curve benchmark successive halving with factor 3 from the first
 epoch did worse than no early stopping at equal epochs (issue 13). These two values are a
-conservative choice, not a measurement of tunelab's own: a curve benchmark on the demo's data
-is to confirm them.
+conservative choice, not a measurement of tunelab's own: ``benchmarks/defaults.py`` (curves of
+the demo's data, replayed for each choice at equal epochs) is to confirm them.
 
 A setting the objective fixes (``objective: {weight_decay: 0.01}``) is left out of the space
 (and of the start points): what the user gives is kept.
