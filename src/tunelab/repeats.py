@@ -150,7 +150,9 @@ def missing_repeats(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo
         kind = (t.user_attrs.get("failure") or {}).get("kind")
         if kind in ("interrupted", "cancelled"):
             continue
-        done.add((int(t.user_attrs[REPEAT_OF]), int(t.user_attrs.get(SEED, -1))))
+        of, seed = t.user_attrs[REPEAT_OF], t.user_attrs.get(SEED)
+        if isinstance(of, int) and isinstance(seed, int):  # read from storage: only well-formed marks count
+            done.add((of, seed))
     todo = []
     for original in top_originals(trials, ranked, repeats.top):
         for seed in seeds_for(original.config, default_seed, repeats.seeds):
@@ -169,8 +171,9 @@ def top_originals(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo"]
 
 def kept_checkpoints(trials: Sequence["FrozenTrial"], ranked: Sequence["TrialInfo"], repeats: Repeats,
                      goal: str) -> set[int]:
-    """Trials whose checkpoint must outlive retention: the repeated configs' originals (until
-    their repeats say which seed is best) and each repeated config's best seed (what export takes)."""
+    """Trials whose checkpoint must outlive retention: the originals of the configs to repeat
+    (one may turn out its config's best seed) and each repeated config's best seed (what export
+    takes); at most twice ``top`` checkpoints beyond ``keep_checkpoints``."""
     keep = {t.number for t in top_originals(trials, ranked, repeats.top)}
     keep.update(g.best.number for g in seed_groups(ranked, goal))
     return keep
