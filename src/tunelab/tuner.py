@@ -763,7 +763,8 @@ class Tuner:
             # An estimate from what this driver knows: no storage scan on every progress tick.
             used = len(self._live) + sum(r.failure_kind not in UNCOUNTED_FAILURES for r in self._finished)
             now = self.clock()
-            eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, self.trials - used),
+            total = self.trials + (self.repeats.extra_trials if self.repeats is not None else 0)
+            eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, total - used),
                                [now - live.started for live in self._live.values()], self._workers())
         failures, self._new_failures = tuple(self._new_failures), []
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
