@@ -150,10 +150,11 @@ def ask_with_run(study: "optuna.Study", run: Mapping[str, Any], opened: Any = No
 
 
 def create_trial(study: "optuna.Study", run: Mapping[str, Any], params: Mapping[str, Any] | None = None,
-                 opened: Any = None) -> "optuna.trial.Trial":
+                 opened: Any = None, user_attrs: Mapping[str, Any] | None = None) -> "optuna.trial.Trial":
     """A new running trial made for one config (a scheduler's suggestion), holding ``run`` from
     its first write and, when given, ``params`` as its fixed params (``suggest_*`` returns them,
-    as for a queued trial). It never goes through the study's queue, so no driver can take it
+    as for a queued trial), and any other ``user_attrs`` (a seed repeat's marks), in the same
+    write. It never goes through the study's queue, so no driver can take it
     and no queued trial takes its place. Storage's ``create_new_trial`` and ``optuna.Trial``
     are public; ``fixed_params`` is the key ``enqueue_trial`` writes."""
     import optuna
@@ -163,7 +164,7 @@ def create_trial(study: "optuna.Study", run: Mapping[str, Any], params: Mapping[
     system_attrs = {_FIXED_PARAMS_KEY: dict(params)} if params else {}
     template = FrozenTrial(
         number=-1, state=TrialState.RUNNING, value=None, datetime_start=dt.datetime.now(),
-        datetime_complete=None, params={}, distributions={}, user_attrs={"run": dict(run)},
+        datetime_complete=None, params={}, distributions={}, user_attrs={**dict(user_attrs or {}), "run": dict(run)},
         system_attrs=system_attrs, intermediate_values={}, trial_id=-1,
     )
     trial_id = storage.create_new_trial(study_id_of(study, opened), template_trial=template)

@@ -34,6 +34,7 @@ _API_FIELDS = {
     "execution.workers": "workers", "execution.backend": "backend", "execution.gpus_per_trial": "gpus_per_trial",
     "execution.timeout": "timeout", "execution.trial_dir": "trial_dir",
     "execution.keep_checkpoints": "keep_checkpoints", "search.sampler": "sampler", "search.seed": "seed",
+    "search.repeats": "repeats", "search.warm_start": "warm_start",
     "name": "study_name",
 }
 
@@ -61,6 +62,8 @@ def tune(
     keep_checkpoints: int = 3,
     progress: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
+    repeats: Mapping[str, int] | None = None,
+    warm_start: Any = None,
 ) -> StudyView:
     """Tune ``objective(config, reporter)`` over ``space``; return the study.
 
@@ -92,6 +95,12 @@ def tune(
         progress: show a progress bar (tqdm; a widget in notebooks), the start line and a closing
             summary. ``False`` shows nothing; the same lines still go to the ``tunelab`` logger.
         on_progress: called with a ``Progress`` snapshot as trials start and end.
+        repeats: ``{"top": 3, "seeds": 3}``: after the search, train the 3 best configs with 3
+            more seeds each (``config["seed"]``), on top of ``trials``; the best config is then
+            the best mean over seeds (``study.best_seed_group()`` has the spread).
+        warm_start: earlier study names in the same storage, or ``{"storage": ..., "study": ...}``
+            mappings: their trials start this study's sampler (they use no budget and are never
+            this study's trials or best).
     """
     _check_arguments(objective, storage, study_name, trial_dir, progress, on_progress)
     try:
@@ -101,7 +110,7 @@ def tune(
                                          "trial_dir": os.fspath(trial_dir), "keep_checkpoints": keep_checkpoints}
         if timeout is not None:
             execution_raw["timeout"] = timeout
-        search_raw: dict[str, Any] = {"seed": seed}
+        search_raw: dict[str, Any] = {"seed": seed, "repeats": repeats, "warm_start": warm_start}
         if sampler is not None:
             search_raw["sampler"] = sampler
         name = study_name if study_name is not None else default_study_name(objective)
@@ -165,7 +174,7 @@ def _short(value: Any) -> str:
 def _in_api_terms(exc: ConfigError) -> ConfigError:
     """The error with a ``tune()`` argument's name where the YAML field was named."""
     for yaml_field, argument in _API_FIELDS.items():
-        if exc.field == yaml_field or exc.field.startswith(yaml_field + "."):
+        if exc.field == yaml_field or exc.field.startswith((yaml_field + ".", yaml_field + "[")):
             return ConfigError(argument + exc.field[len(yaml_field):], exc.problem, exc.fix)
     return exc
 
@@ -264,6 +273,7 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
                                objective=config.objective)
     parse_tracking(config.tracking, base_dir=config.base_dir, study_name=config.name)  # errors before any work
     validate_objective(config.objective, config.space, config.metrics)
+    repeats = _repeats_of(config)
     identity = study_identity(config.space, config.metrics, config.objective, config.base_dir)
     trials = effective_trials(config)
     execution = config.execution
@@ -272,7 +282,18 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
                            options=config.search.options)
     url = resolve_storage_url(config.storage, config.base_dir)
     trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
+    warm = _warm_sources(config, url)  # errors (no such study, other directions) before any work
     study = _open_study(config, url, sampler, identity, trial_root, surface)
+    if config.start_points:  # a fine-tuning study with no space: known-good configs first
+        from tunelab.finetune_defaults import enqueue_start_points, fit_to_budget
+
+        enqueue_start_points(study, fit_to_budget(config.start_points, trials))
+    if warm:
+        from tunelab.warm_start import add_warm_trials
+
+        note = add_warm_trials(study, config.space, warm)
+        if note:
+            warn(note)  # once: a resumed run finds the sources already copied
     advice = parallelism_advice(config.search.sampler, execution.workers, trials,
                                 set_workers="workers={n}" if surface == "api" else "--workers {n}")
     if advice:
@@ -287,11 +308,33 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
     executor = make_executor(config.objective, execution)
     tuner = Tuner(study=study, space=config.space, metrics=config.metrics, executor=executor, scheduler=scheduler,
                   trial_root=trial_root, trials=trials, time_s=config.budget.time_s, target=config.budget.target,
-                  epochs=config.budget.epochs, trial_timeout_s=execution.timeout_s, keep_checkpoints=execution.keep_checkpoints,
-                  on_progress=on_progress, callbacks=callbacks)
+                  epochs=config.budget.epochs, trial_timeout_s=execution.timeout_s,
+                  # the best configs' checkpoints live until their repeats show which seed is best
+                  keep_checkpoints=max(execution.keep_checkpoints, repeats.top if repeats else 0),
+                  on_progress=on_progress, callbacks=callbacks, repeats=repeats)
     if on_start is not None:
-        on_start(StudyView(study), trials)
+        on_start(StudyView(study), trials + repeats.extra_trials if trials is not None and repeats else trials)
     return tuner.run()
+
+
+def _repeats_of(config: StudyConfig) -> Any:
+    """``search.repeats`` checked against the space, with the objective's default seed."""
+    import dataclasses
+
+    from tunelab.repeats import check_space, objective_seed
+
+    repeats = config.search.repeats
+    check_space(repeats, config.space)
+    return dataclasses.replace(repeats, base_seed=objective_seed(config.objective)) if repeats else None
+
+
+def _warm_sources(config: StudyConfig, url: str) -> list[Any]:
+    from tunelab.warm_start import load_sources
+
+    if not config.search.warm_start:
+        return []
+    return load_sources(config.search.warm_start, own_url=url, name=config.name, base_dir=config.base_dir,
+                        directions=config.metrics.directions)
 
 
 def _open_study(config: StudyConfig, url: str, sampler: Any, identity: Mapping[str, str], trial_root: Path,

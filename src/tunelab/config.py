@@ -64,6 +64,10 @@ class Search:
     sampler: str
     seed: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Seed repeats of the best configs after the search (``tunelab.repeats``).
+    repeats: Any = None
+    #: Earlier studies whose trials the sampler starts from (``tunelab.warm_start``).
+    warm_start: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class StudyConfig:
     raw: Mapping[str, Any] = field(default_factory=dict)
     #: What to do when the stored study was defined differently: error | restart | continue.
     on_change: str = "error"
+    #: Configs queued first in a new study (``tunelab.finetune_defaults``: a fine-tuning study with no space).
+    start_points: tuple[Mapping[str, Any], ...] = ()
+    #: The sections tunelab filled with its fine-tuning defaults (``space``, ``scheduler``), to say so.
+    defaulted: tuple[str, ...] = ()
 
     def with_overrides(self, *, workers: int | None = None, trials: int | None = None) -> "StudyConfig":
         cfg = self
@@ -253,19 +261,38 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
     unknown = sorted(str(k) for k in raw if k not in TOP_KEYS)
     if unknown:
         raise ConfigError(unknown[0], "is not a study field.", f"valid fields are {list(TOP_KEYS)}.")
+    fine_tuning = isinstance(raw.get("objective"), Mapping) and raw["objective"].get("type") == "text_classification"
     for required in ("objective", "space", "metrics"):
+        if required == "space" and fine_tuning:
+            continue  # a fine-tuning study has a default space (tunelab.finetune_defaults)
         if required not in raw:
             raise ConfigError(required, "is missing.", "see DESIGN.md or the README for the study format.")
     name = check_study_name(raw.get("name", default_name), "name")
     on_change = parse_on_change(raw.get("on_change", "error"), "on_change")
-    space = Space.from_dict(raw["space"])
+    defaulted: tuple[str, ...] = ()
+    if "space" not in raw:  # a fine-tuning study: tunelab.finetune_defaults, once the objective is known
+        defaulted = ("space",) if "scheduler" in raw else ("space", "scheduler")
+    space: Space | None = Space.from_dict(raw["space"]) if "space" in raw else None
     metrics = MetricSet.parse(raw["metrics"])
     # Only a missing key or null means "absent": `search: []` is a mistake, not the defaults.
     execution = parse_execution(_section(raw, "execution"))
     budget = parse_budget(_section(raw, "budget"), metrics)
     search = parse_search(_section(raw, "search"), metrics)
     objective = build_objective(raw["objective"], base_dir)
-    _check_scheduler(raw.get("scheduler"), metrics, space, objective)
+    scheduler = raw.get("scheduler")
+    start_points: tuple[Mapping[str, Any], ...] = ()
+    if defaulted:
+        from tunelab.finetune_defaults import default_scheduler, default_space, default_start_points
+
+        searched = default_space(objective)
+        if not searched:
+            raise ConfigError("space", "is missing, and the objective fixes every setting the default space searches.",
+                              "give a `space` (see the README, \"Defaults for fine-tuning\").")
+        space = Space.from_dict(searched)
+        if "scheduler" in defaulted:
+            scheduler = default_scheduler(objective)
+        start_points = default_start_points(objective)  # run_study queues what a third of the budget holds
+    _check_scheduler(scheduler, metrics, space, objective)
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or not storage.strip() or "\x00" in storage):
         raise ConfigError("storage", f"is {shown(storage)}; it must be a path or a storage URL.",
@@ -275,8 +302,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, default_name: str = 
         raise ConfigError("tracking", f"is {shown(tracking)}, but must be a mapping.",
                           "write e.g. `tracking: {mlflow: {uri: sqlite:///mlflow.db}}`.")
     return StudyConfig(name=name, objective=objective, space=space, metrics=metrics, search=search,
-                       scheduler=raw.get("scheduler"), budget=budget, execution=execution, storage=storage,
-                       tracking=tracking, base_dir=base_dir, raw=dict(raw), on_change=on_change)
+                       scheduler=scheduler, budget=budget, execution=execution, storage=storage,
+                       tracking=tracking, base_dir=base_dir, raw=dict(raw), on_change=on_change,
+                       start_points=start_points, defaulted=defaulted)
 
 
 # ---- sections ---------------------------------------------------------------------------------
@@ -369,8 +397,13 @@ def parse_search(raw: Any, metrics: MetricSet) -> Search:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise ConfigError("search.seed", f"is {shown(seed)}, but must be an integer from 0 to {MAX_SEED}.",
                           "use e.g. `seed: 0`.")
-    options = {str(k): v for k, v in raw.items() if k not in ("sampler", "seed")}
-    return Search(sampler, seed, options)
+    from tunelab.repeats import parse_repeats
+    from tunelab.warm_start import parse_sources
+
+    repeats = parse_repeats(raw.get("repeats"), metrics)
+    warm_start = parse_sources(raw.get("warm_start"))
+    options = {str(k): v for k, v in raw.items() if k not in ("sampler", "seed", "repeats", "warm_start")}
+    return Search(sampler, seed, options, repeats, warm_start)
 
 
 def parse_budget(raw: Any, metrics: MetricSet) -> Budget:

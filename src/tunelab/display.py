@@ -14,8 +14,19 @@ if TYPE_CHECKING:
 
 def start_line(config: "StudyConfig") -> str:
     """``study NAME: 2 worker(s), sampler tpe; minimize loss (goal from its name)``."""
-    return (f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}; "
+    line = (f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}; "
             f"{config.metrics.describe_goals()}")
+    if config.defaulted:  # README, "Defaults for fine-tuning"
+        line += f"; tunelab's fine-tuning defaults for {' and '.join(config.defaulted)}"
+        if "scheduler" in config.defaulted and isinstance(config.scheduler, dict):
+            s = config.scheduler
+            line += (f" (ASHA over epochs {s['min_resource']}..{s['max_resource']}, "
+                     f"reduction factor {s['reduction_factor']})")
+    if config.search.warm_start:
+        line += f"; sampler warm-started from {', '.join(s.describe() for s in config.search.warm_start)}"
+    if config.search.repeats is not None:
+        line += f"; {config.search.repeats.describe()}"
+    return line
 
 
 def counted_before(view: "StudyView") -> int:
@@ -70,6 +81,12 @@ def summary(view: "StudyView", elapsed_s: float) -> str:
     if not best:
         has_constraints = bool(view.metrics.constraints)
         lines.append("no complete trial" + (" meets every constraint" if has_constraints else "") + " yet")
+    group = view.best_seed_group(trials)
+    if group is not None:  # seed repeats: the best mean, its spread, and the trial export takes
+        lines.append(f"best config (best mean of {view.metrics.primary.name}: {group.spread()}): "
+                     f"{dict(group.config)}; its best seed is trial {group.best.number} "
+                     f"({fmt(group.best.metrics.get(view.metrics.primary.name))}, seed {group.seeds[group.trials.index(group.best)]})")
+        best = []
     for t in best[:5]:
         metrics = ", ".join(f"{m.name} {fmt(t.metrics.get(m.name))} ({m.goal})" for m in view.metrics.objectives)
         lines.append(f"{'best' if len(best) == 1 else 'Pareto'} trial {t.number}: {metrics}; "

@@ -24,6 +24,7 @@ def trial_rows(trials: Sequence["TrialInfo"], metrics: MetricSet) -> list[dict[s
     metric_names = metrics.names() + sorted(
         {m for t in trials for m in t.metrics} - set(metrics.names())
     )
+    repeats = any(t.repeat_of is not None for t in trials)  # a column only for studies with seed repeats
     rows = []
     for t in trials:
         row: dict[str, Any] = {
@@ -47,6 +48,8 @@ def trial_rows(trials: Sequence["TrialInfo"], metrics: MetricSet) -> list[dict[s
         row["slot"] = t.slot
         row["parent"] = t.parent
         row["retry_of"] = t.retry_of
+        if repeats:
+            row["repeat_of"] = t.repeat_of
         rows.append(row)
     return rows
 

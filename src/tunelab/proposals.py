@@ -67,7 +67,8 @@ def completed_keys(study: "optuna.Study", names: Iterable[str], taken: bool = Fa
     keys: dict[tuple[Any, ...], FrozenTrial] = {}
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) if taken else (TrialState.COMPLETE,)
     for t in sorted(cached_trials(study, states), key=lambda t: t.number):
-        if t.number != but and t.params:
+        # A warm-start copy is an earlier study's result, not this one's: its config runs here.
+        if t.number != but and t.params and "warm_start" not in t.user_attrs:
             keys.setdefault(config_key(t.params, names), t)
     return keys
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from tunelab.repeats import SeedGroup
     from tunelab.space import Space
 
 REPORT_PREFIX = "tunelab:r:"
@@ -56,6 +57,9 @@ class TrialInfo:
     trial_dir: str | None = None
     parent: int | None = None
     retry_of: int | None = None
+    #: A seed repeat (``tunelab.repeats``): the trial whose config it trains again, and its seed.
+    repeat_of: int | None = None
+    seed: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -134,6 +138,8 @@ def trial_info(frozen: "optuna.trial.FrozenTrial", metrics: MetricSet) -> TrialI
         trial_dir=stored_trial_dir(frozen),
         parent=run.get("parent"),
         retry_of=frozen.user_attrs.get("retry_of"),
+        repeat_of=frozen.user_attrs.get("repeat_of"),
+        seed=frozen.user_attrs.get("seed") if "repeat_of" in frozen.user_attrs else None,
     )
 
 
@@ -167,16 +173,28 @@ class StudyView:
         return self.optuna_study.study_name
 
     def trials(self) -> list[TrialInfo]:
-        """Every trial but those cancelled before they ran (a budget race between drivers)."""
+        """Every trial but those cancelled before they ran (a budget race between drivers) and
+        those copied from earlier studies to warm-start the sampler (``warm_started()``): they
+        are not this study's results."""
+        from tunelab.warm_start import is_warm
+
         return [trial_info(t, self.metrics) for t in self.optuna_study.get_trials(deepcopy=False)
-                if (t.user_attrs.get("failure") or {}).get("kind") != "cancelled"]
+                if (t.user_attrs.get("failure") or {}).get("kind") != "cancelled" and not is_warm(t)]
+
+    def warm_started(self) -> list[TrialInfo]:
+        """The earlier studies' trials this study's sampler was given (``search.warm_start``)."""
+        from tunelab.warm_start import is_warm
+
+        return [trial_info(t, self.metrics) for t in self.optuna_study.get_trials(deepcopy=False) if is_warm(t)]
 
     def answers_the_question(self, trial: TrialInfo) -> bool:
         """Whether a trial counts for "best": inside the study's current space and meeting its
         current constraints. Only trials kept by ``on_change: continue`` can fail this."""
         if self.metrics.constraints and not self.metrics.feasible(trial.metrics):
             return False
-        return self.space is None or config_in_space(self.space, trial.config)
+        from tunelab.repeats import searched_config
+
+        return self.space is None or config_in_space(self.space, searched_config(trial, self.space))
 
     def ranked_trials(self, trials: Sequence[TrialInfo] | None = None) -> list[TrialInfo]:
         """Complete trials that meet every constraint, best first (by the first objective).
@@ -195,12 +213,33 @@ class StudyView:
 
     def best_among(self, trials: Sequence[TrialInfo]) -> list[TrialInfo]:
         """``best_trials`` of an already loaded list of trials."""
+        from tunelab.repeats import best_group
+
         ranked = self.ranked_trials(trials)
         if not ranked:
             return []
         if self.metrics.is_multi_objective:
             return sorted(pareto_front(ranked, self.metrics.directions), key=lambda t: t.number)
+        group = best_group(ranked, self.metrics.primary.goal)
+        if group is not None:  # seed repeats: the best mean's config, its best seed's trial
+            return [group.best]
         return ranked[:1]
+
+    def seed_groups(self, trials: Sequence[TrialInfo] | None = None) -> list["SeedGroup"]:
+        """The configs trained with several seeds (``search.repeats``), best mean first."""
+        from tunelab.repeats import seed_groups
+
+        if self.metrics.is_multi_objective:
+            return []
+        return seed_groups(self.ranked_trials(trials), self.metrics.primary.goal)
+
+    def best_seed_group(self, trials: Sequence[TrialInfo] | None = None) -> "SeedGroup | None":
+        """The best config's seeds and their spread, when the study repeated configs."""
+        from tunelab.repeats import best_group
+
+        if self.metrics.is_multi_objective:
+            return None
+        return best_group(self.ranked_trials(trials), self.metrics.primary.goal)
 
     @property
     def best_trial(self) -> TrialInfo | None:
@@ -209,8 +248,14 @@ class StudyView:
 
     @property
     def best_config(self) -> dict[str, Any] | None:
-        best = self.best_trial
-        return dict(best.config) if best else None
+        """The best trial's config; with seed repeats, the best-mean config (without the seed a
+        repeat added: the seeds and their spread are in ``best_seed_group()``)."""
+        trials = self.trials()
+        group = self.best_seed_group(trials)
+        if group is not None:
+            return dict(group.config)
+        best = self.best_among(trials)
+        return dict(best[0].config) if best else None
 
     def trials_frame(self) -> "pd.DataFrame":
         from tunelab.frame import trials_frame

@@ -35,10 +35,13 @@ from tunelab.executors.base import RESTORE, TrialSpec, copy_parent_checkpoint
 from tunelab.failures import failure_line
 from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
+from tunelab.repeats import (REPEAT_OF, SEED, Repeats, earlier_twin, is_repeat, kept_checkpoints, missing_repeats,
+                             repeat_config, search_after_repeats)
 from tunelab.schedulers.base import Decision, FIFOScheduler, Suggestion
 from tunelab.space import Space
 from tunelab.study import REPORT_PREFIX, StudyView, reports_of, stored_config, trial_dir_name, trial_info, trial_state
 from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
+from tunelab.warm_start import is_warm
 
 if TYPE_CHECKING:
     import optuna
@@ -101,6 +104,7 @@ class Tuner:
         callbacks: Sequence[Any] = (),
         storage: Any = None,
         epochs: float | None = None,
+        repeats: Repeats | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.study = study
@@ -115,6 +119,8 @@ class Tuner:
         self.time_s = time_s
         self.target = target
         self.epochs = epochs  # a budget of training steps, summed over trials (a clone's own only)
+        self.repeats = repeats  # seed repeats after the search (tunelab.repeats), on top of the budget
+        self._repeating: set[int] = set()  # repeats this driver runs: never pruned, no scheduler
         self.clock = clock  # seconds, for time budgets, durations and the ETA (simulated in tests)
         self.trial_timeout_s = trial_timeout_s
         self.keep_checkpoints = keep_checkpoints
@@ -162,6 +168,8 @@ class Tuner:
         self._load_finished()
         self._refresh_scheduler()  # trials other drivers are running now
         self._warn_pickled_state()
+        if self._budget_left() and (note := search_after_repeats(self.study.get_trials(deepcopy=False))):
+            warnings.warn(note, stacklevel=2)
         if self.callbacks:
             self.callbacks.call("on_study_start", StudyView(self.study))
 
@@ -171,6 +179,7 @@ class Tuner:
         while not self._stopping and self.executor.capacity() > 0 and self._budget_left():
             if not self._launch_next():
                 break
+        self._launch_repeats()
         self._emit_progress()  # after launching, so "running" counts the new trials
         return bool(self._live)
 
@@ -210,6 +219,8 @@ class Tuner:
             if t.state == TrialState.WAITING or (below is not None and t.number >= below):
                 continue
             if (t.user_attrs.get("failure") or {}).get("kind") in UNCOUNTED_FAILURES:
+                continue
+            if is_repeat(t) or is_warm(t):  # on top of the budget / not this study's trials
                 continue
             n += 1
         return n
@@ -276,6 +287,36 @@ class Tuner:
         self._reuse_streak = 0
         self._start(trial, config, slot)
         return True
+
+    def _launch_repeats(self) -> None:
+        """Seed repeats of the best configs (``tunelab.repeats``), once the search has used its
+        budget and none of its trials runs; what to run is read from storage each time, so an
+        interrupted phase continues where it was."""
+        from optuna.trial import TrialState
+
+        if self.repeats is None or self._stopping or self.metrics.is_multi_objective:
+            return
+        if any(n not in self._repeating for n in self._live) or self._budget_left():
+            return
+        todo = missing_repeats(self.study.get_trials(deepcopy=False), StudyView(self.study).ranked_trials(),
+                               self.repeats, self.repeats.base_seed)
+        for original, seed in todo:
+            if self.executor.capacity() <= 0:
+                break
+            slot = self._free_slot()
+            config = repeat_config(original, seed)
+            # The config stays in ``run``, not Optuna params: no sampler learns it as a new point.
+            run = {"slot": slot, "root": str(self.trial_root), "driver": self.driver, "config": config}
+            trial = _optuna.create_trial(self.study, run, None, self._opened,
+                                         user_attrs={REPEAT_OF: original.number, SEED: seed})
+            twin = earlier_twin(self.study.get_trials(deepcopy=False), trial.number, original.number, seed)
+            if twin is not None:  # another driver planned the same repeat at the same moment: its runs
+                trial.set_user_attr("failure", {"kind": "cancelled", "message": f"trial {twin} runs this repeat"})
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
+            self._repeating.add(trial.number)
+            self._start(trial, config, slot)
+            self._last_message = f"trial {trial.number} repeats trial {original.number} with seed {seed}"
 
     def _launch_suggestion(self, suggestion: Suggestion) -> bool:
         """Run the scheduler's suggestion in a trial created for it, never through the study's
@@ -465,7 +506,7 @@ class Tuner:
             return  # it decides nothing: no storage read per report
         changed: list[TrialRecord] = []
         for t in self.study.get_trials(deepcopy=False):
-            if t.number in self._own:
+            if t.number in self._own or is_warm(t):
                 continue  # this driver gives its own trials' reports as they come
             state = trial_state(t)
             if state == State.WAITING:
@@ -520,8 +561,11 @@ class Tuner:
             live.optuna_step = candidate if candidate > live.optuna_step else live.optuna_step + 1
             self.storage.set_trial_intermediate_value(tid, live.optuna_step, primary)
         live.record = replace(live.record, history=live.record.history + (Report(event.step, dict(event.metrics)),))
-        self._refresh_scheduler()
-        stop = self.scheduler.on_result(live.record, event.step, event.metrics) == Decision.STOP
+        if event.trial_id in self._repeating:  # a repeat trains to the end: its seeds are compared
+            stop = False
+        else:
+            self._refresh_scheduler()
+            stop = self.scheduler.on_result(live.record, event.step, event.metrics) == Decision.STOP
         self.executor.reply(event.trial_id, stop)
         self.callbacks.call("on_result", event.trial_id, event.step, dict(event.metrics))
 
@@ -567,11 +611,13 @@ class Tuner:
                 # Queued before the trial is told: a kill between the two writes leaves a running
                 # trial that the next start recovers (and does not queue twice), never a lost retry.
                 self._requeue(live.record.trial_id, live.record.config,
-                              retried=self._is_retry(live.trial) or live.record.parent_id is not None)
+                              retried=self._is_retry(live.trial) or live.record.parent_id is not None
+                              or event.trial_id in self._repeating)  # a repeat is planned again
             self.study.tell(live.trial, state=TrialState.FAIL)
         record = replace(live.record, state=state, failure_kind=kind)
         self._finished.append(record)
-        self.scheduler.on_end(record)
+        if event.trial_id not in self._repeating:
+            self.scheduler.on_end(record)
         self._counts[state] += 1
         self._durations.append(self.clock() - live.started)
         feasible = state == State.COMPLETE and self.metrics.feasible(metrics)
@@ -623,9 +669,10 @@ class Tuner:
             # recovered by the next start, which finds the retry already queued.
             # A clone is not queued again: run cold, its config would be another, untrained point;
             # its scheduler decides what takes its place.
-            if not self._continued(bool(reports_of(t))):
+            if is_repeat(t) or not self._continued(bool(reports_of(t))):  # no scheduler continues a repeat
                 self._requeue(t.number, stored_config(t),
-                              retried="retry_of" in t.user_attrs or run.get("parent") is not None)
+                              retried="retry_of" in t.user_attrs or run.get("parent") is not None
+                              or is_repeat(t))  # the repeat phase plans an interrupted repeat again
             _optuna.mark_ended(self.study, t, {"failure": {
                 "kind": "interrupted", "message": "the driver stopped while this trial ran"}},
                 TrialState.FAIL, self.storage)
@@ -725,6 +772,10 @@ class Tuner:
             for parent in (t.user_attrs.get("parent"), lineage.get("parent") if isinstance(lineage, Mapping) else None):
                 if isinstance(parent, int) and not isinstance(parent, bool):
                     parents.add(parent)
+        if self.repeats is not None and not self.metrics.is_multi_objective:
+            view = StudyView(self.study)  # the repeated configs' originals and best seeds (export)
+            parents.update(kept_checkpoints(self.study.get_trials(deepcopy=False), view.ranked_trials(),
+                                            self.repeats, self.metrics.primary.goal))
         return parents
 
     def _owned_dir(self, directory: str, number: int | None = None) -> Path | None:
@@ -758,7 +809,8 @@ class Tuner:
             # An estimate from what this driver knows: no storage scan on every progress tick.
             used = len(self._live) + sum(r.failure_kind not in UNCOUNTED_FAILURES for r in self._finished)
             now = self.clock()
-            eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, self.trials - used),
+            total = self.trials + (self.repeats.extra_trials if self.repeats is not None else 0)
+            eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, total - used),
                                [now - live.started for live in self._live.values()], self._workers())
         failures, self._new_failures = tuple(self._new_failures), []
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],

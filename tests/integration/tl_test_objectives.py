@@ -53,3 +53,12 @@ def fails_by_kind(config: dict, reporter) -> dict:
     if kind == "memory":
         raise MemoryError("simulated")
     raise TrialFailed(kind, f"declared {kind}")
+
+
+def seeded(config: dict, reporter) -> dict:
+    """`quality` plus a small deterministic effect of `config["seed"]` (what seed repeats vary)."""
+    seed = config.get("seed", 0)
+    value = config["quality"] + ((seed * 7919) % 11 - 5) / 1000
+    for epoch in (1, 2):
+        reporter.report(epoch, score=value * epoch / 2)
+    return {"score": value}

@@ -34,6 +34,8 @@ def add_parsers(subparsers: Any) -> None:
                    "name or as params.NAME); every format")
     p.add_argument("--wide", action="store_true", help="table: every column, however wide (default: fit the "
                    "terminal, hiding the least telling columns)")
+    p.add_argument("--warm-start", action="store_true", help="the trials copied from earlier studies "
+                   "(search.warm_start) instead of the study's own")
     p.set_defaults(func=trials)
 
     p = subparsers.add_parser("studies", help="the studies in a storage")
@@ -57,6 +59,7 @@ def status_payload(study: Any) -> dict[str, Any]:
         "failures": [g.as_dict() for g in failure_groups(trials)],
         "best": [{"trial": b.number, "metrics": {m.name: b.metrics.get(m.name) for m in study.metrics.objectives}}
                  for b in best_trials],
+        "seeds": (group.as_dict() if (group := study.best_seed_group(trials)) is not None else None),
         "compute_s": round(sum(t.duration or 0.0 for t in trials), 3),
         "duplicates_avoided": duplicates_avoided(study.optuna_study.get_trials(deepcopy=False)),
     }
@@ -81,6 +84,9 @@ def status(args: argparse.Namespace) -> int:
         b = payload["best"][0]
         shown = ", ".join(f"{name} {fmt(value)}" for name, value in b["metrics"].items())
         print(f"  best     trial {b['trial']}: {shown}")
+        if payload["seeds"]:
+            print(f"  seeds    {_spread_text(payload['seeds'])} (best mean over seeds; trial {b['trial']} is its "
+                  f"best seed)")
     print(f"  compute  {payload['compute_s']:.1f} s of trial time")
     if payload["duplicates_avoided"]:
         print(f"  repeats  {payload['duplicates_avoided']} proposed config(s) already tried were not run again")
@@ -94,9 +100,19 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spread_text(seeds: dict[str, Any]) -> str:
+    values = [s["value"] for s in seeds["seeds"]]
+    return (f"mean {seeds['mean']:.4g} ± {seeds['std']:.2g} (sd) over {seeds['n']} seeds, "
+            f"{min(values):.4g}..{max(values):.4g}")
+
+
 def best_payload(study: Any) -> list[dict[str, Any]]:
     payload = [{"trial": t.number, "config": dict(t.config),
                 "metrics": {k: t.metrics[k] for k in t.metrics}} for t in study.best_trials]
+    group = study.best_seed_group()
+    if group is not None and payload:  # seed repeats: the config without a seed, and every seed's value
+        payload[0]["config"] = dict(group.config)
+        payload[0]["seeds"] = group.as_dict()
     if any(t.parent is not None for t in study.best_trials):  # a PBT clone: how it got its config
         from tunelab.report.lineage import links_of, schedule
 
@@ -156,6 +172,10 @@ def print_best(study: Any, fmt_name: str) -> None:
         for name, value in entry["config"].items():
             print(f"  {name}: {fmt(value)}")
         print("  metrics: " + ", ".join(f"{k} {fmt(v)}" for k, v in entry["metrics"].items()))
+        if entry.get("seeds"):
+            print(f"  seeds: {_spread_text(entry['seeds'])}; trial {entry['trial']} is the best seed (export takes it)")
+            for s in entry["seeds"]["seeds"]:
+                print(f"    seed {s['seed']}: {fmt(s['value'])} (trial {s['trial']})")
         if entry.get("schedule"):
             print_schedule(entry["schedule"])
 
@@ -230,7 +250,7 @@ def trials(args: argparse.Namespace) -> int:
     from tunelab.frame import trial_rows
 
     study = open_study(args)
-    rows = trial_rows(study.trials(), study.metrics)
+    rows = trial_rows(study.warm_started() if args.warm_start else study.trials(), study.metrics)
     available = list(rows[0]) if rows else []
     columns = pick_columns(available, args.columns) if rows else []
     rows = [{c: r.get(c) for c in columns} for r in rows]

@@ -32,6 +32,8 @@ class ReportData:
     now: dt.datetime = field(default_factory=dt.datetime.now)
     #: PBT lineage (``tunelab.report.lineage.Link`` by trial number); empty when no trial is a clone.
     links: Mapping[int, Any] = field(default_factory=dict)
+    #: Configs trained with several seeds (``tunelab.repeats.SeedGroup``), best mean first.
+    seed_groups: tuple[Any, ...] = ()
 
     @classmethod
     def from_study(cls, study: "StudyView") -> "ReportData":
@@ -42,7 +44,8 @@ class ReportData:
 
             links = links_of(study.optuna_study.get_trials(deepcopy=False))
         return cls(study.name, trials, study.metrics, dict(study.space_dict), tuple(study.best_among(trials)),
-                   dict(study.optuna_study.user_attrs.get("tunelab") or {}), links=links)
+                   dict(study.optuna_study.user_attrs.get("tunelab") or {}), links=links,
+                   seed_groups=tuple(study.seed_groups(trials)))
 
     @property
     def primary(self) -> Metric:

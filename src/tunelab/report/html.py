@@ -79,6 +79,7 @@ def render_data(data: ReportData, panels: Sequence[Panel], *, live: bool = False
     if live:
         body.append(f"<div class='live'>The study is running: this page reloads every {int(refresh_s)} s.</div>")
     body.append(_summary(data))
+    body.append(_seeds(data))
     body.append(failures)
     for panel in panels:
         body.append(f"<section id='{panel.key}'><h2>{e(panel.title)}</h2>")
@@ -110,7 +111,11 @@ def _summary(data: ReportData) -> str:
                                               if states.get(s)]
     cards += [("compute time", duration_text(compute)), ("wall time", duration_text(wall))]
     best = data.best
-    if best and not data.metrics.is_multi_objective:
+    if best and data.seed_groups and any(g.best.number == best[0].number for g in data.seed_groups):
+        group = next(g for g in data.seed_groups if g.best.number == best[0].number)
+        cards.insert(0, (f"best {data.primary.name}, mean over {len(group.trials)} seeds",
+                         f"{group.mean:.4g} ± {group.std:.2g}"))
+    elif best and not data.metrics.is_multi_objective:
         cards.insert(0, (f"best {data.primary.name}", fmt(best[0].metrics.get(data.primary.name))))
     out = ["<section id='summary'><h2>Summary</h2><div class='cards'>"]
     out += [f"<div class='card'><b>{e(v)}</b><span>{e(k)}</span></div>" for k, v in cards]
@@ -133,6 +138,23 @@ def _summary(data: ReportData) -> str:
     settings += [["space", "; ".join(f"{k}: {json.dumps(v, default=str)}" for k, v in data.space.items())]]
     out.append("<h3>Set-up</h3>" + _table(["", ""], settings, header=False) + "</section>")
     return "".join(out)
+
+
+def _seeds(data: ReportData) -> str:
+    """Each repeated config's seeds (``search.repeats``): value per seed, mean and spread."""
+    if not data.seed_groups:
+        return ""
+    e = html.escape
+    rows = []
+    for i, g in enumerate(data.seed_groups):
+        seeds = ", ".join(f"seed {s}: {v:.4g} (trial {t.number})" for t, s, v in zip(g.trials, g.seeds, g.values))
+        rows.append([("best: " if i == 0 and len(g.trials) > 1 else "") + json.dumps(dict(g.config), default=str),
+                     len(g.trials), f"{g.mean:.4g}", f"{g.std:.2g}", f"{min(g.values):.4g}..{max(g.values):.4g}",
+                     seeds])
+    return (f"<section id='seeds'><h2>Seeds of each repeated config</h2><p class='note'>The best configs of the "
+            f"search trained again with other seeds; the best config is the best mean of "
+            f"{e(data.primary.name)}, and its best seed's trial is the one <code>tunelab export</code> takes.</p>"
+            + _table(["config", "seeds", "mean", "sd", "range", f"{data.primary.name} by seed"], rows) + "</section>")
 
 
 def _failures(data: ReportData) -> str:

@@ -1,0 +1,101 @@
+"""Defaults for fine-tuning: what a ``text_classification`` study with no ``space`` searches.
+
+The space (README, "Defaults for fine-tuning"):
+
+- ``learning_rate``: log-uniform 1e-5 .. 1e-4 (BERT's recommended 2e-5 .. 5e-5 with room on
+  both sides; small distilled models often want the upper end);
+- ``batch_size``: 16 or 32 (BERT's recommendation);
+- ``warmup_ratio``: 0 .. 0.1 (the Trainer's 0 to BERT's 10% of the steps);
+- ``weight_decay``: 0 .. 0.1 (the Trainer's 0 to RoBERTa's 0.1).
+
+The epochs are not searched: they are the scheduler's resource. Trials train
+``num_train_epochs`` (the objective's, default 3), evaluate every epoch (or as the objective
+says), and ASHA stops the weaker ones at its rungs: no stop before one full epoch, and a
+reduction factor of 2 (half of the trials go on at each rung), gentler than the usual 3,
+because on a held-out learning-curve benchmark successive halving with factor 3 from the first
+epoch did worse than no early stopping at equal epochs (issue 13). These two values are a
+conservative choice, not a measurement of tunelab's own: ``benchmarks/defaults.py`` (curves of
+the demo's data, replayed for each choice at equal epochs) is to confirm them.
+
+A setting the objective fixes (``objective: {weight_decay: 0.01}``) is left out of the space
+(and of the start points): what the user gives is kept.
+
+Known-good start points run first (enqueued when the study is new): the classic BERT grid,
+learning rate 2e-5, 3e-5 and 5e-5 with batch 32 then 16, no warmup and no weight decay (the
+Trainer's defaults), as many as fit in a third of the trial budget (all six for 18 trials or
+more).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import optuna
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "learning_rate": {"float": [1.0e-5, 1.0e-4], "log": True},
+    "batch_size": {"choice": [16, 32]},
+    "warmup_ratio": {"float": [0.0, 0.1]},
+    "weight_decay": {"float": [0.0, 0.1]},
+}
+START_POINTS: tuple[dict[str, Any], ...] = tuple(
+    {"learning_rate": lr, "batch_size": batch, "warmup_ratio": 0.0, "weight_decay": 0.0}
+    for batch in (32, 16) for lr in (2e-5, 3e-5, 5e-5))
+#: No trial is stopped before this many epochs; then half of those at a rung go on.
+GRACE_EPOCHS = 1
+REDUCTION_FACTOR = 2
+DEFAULT_EPOCHS = 3.0
+#: Trial user attr of an enqueued start point.
+START_POINT = "start_point"
+
+
+def _given(objective: Any) -> set[str]:
+    """Settings the objective fixes itself (its defaults, by canonical name): never searched."""
+    from tunelab.nlp.settings import canonical
+
+    return {canonical(name) for name in (getattr(objective, "defaults", None) or {})}
+
+
+def default_space(objective: Any) -> dict[str, Any]:
+    """``DEFAULT_SPACE`` less the settings the objective fixes (``objective: {weight_decay: 0.01}``)."""
+    from tunelab.nlp.settings import canonical
+
+    given = _given(objective)
+    return {name: spec for name, spec in DEFAULT_SPACE.items() if canonical(name) not in given}
+
+
+def default_start_points(objective: Any) -> tuple[dict[str, Any], ...]:
+    """``START_POINTS`` over the default space left by the objective's own settings, without repeats."""
+    names = set(default_space(objective))
+    out: list[dict[str, Any]] = []
+    for point in START_POINTS:
+        kept = {k: v for k, v in point.items() if k in names}
+        if kept and kept not in out:
+            out.append(kept)
+    return tuple(out)
+
+
+def default_scheduler(objective: Any) -> dict[str, Any]:
+    """ASHA over the objective's epochs (a rung per epoch from the first, factor 2)."""
+    epochs = float((getattr(objective, "defaults", None) or {}).get("num_train_epochs", DEFAULT_EPOCHS))
+    max_resource = max(GRACE_EPOCHS + 1, math.ceil(epochs))
+    return {"type": "asha", "min_resource": GRACE_EPOCHS, "max_resource": max_resource,
+            "reduction_factor": REDUCTION_FACTOR}
+
+
+def fit_to_budget(points: Sequence[Mapping[str, Any]], trials: int | None) -> list[dict[str, Any]]:
+    """The start points that fit in a third of the trial budget (all of them without one)."""
+    if trials is None:
+        return [dict(p) for p in points]
+    return [dict(p) for p in points[: max(1, trials // 3)]]
+
+
+def enqueue_start_points(study: "optuna.Study", points: Sequence[Mapping[str, Any]]) -> int:
+    """Queue the start points in a study that has no trial yet; how many were queued."""
+    if not points or study.get_trials(deepcopy=False):
+        return 0
+    for point in points:
+        study.enqueue_trial(dict(point), user_attrs={START_POINT: True})
+    return len(points)
