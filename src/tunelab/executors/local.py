@@ -51,7 +51,11 @@ class LocalExecutor:
         gpus_per_trial: float = 0.0,
         cpus_per_trial: int | None = None,
         gpus: list[int] | None = None,
+        cwd: str | None = None,
+        sys_path: list[str] | None = None,
     ) -> None:
+        """``cwd`` and ``sys_path``: where trials run and what they import from, when not this
+        process's (the Spark executor runs trials for a driver elsewhere)."""
         import cloudpickle
 
         self.workers = workers
@@ -61,6 +65,8 @@ class LocalExecutor:
         self._objective_bytes = cloudpickle.dumps(objective)
         self._running: RunningTrials[_Running] = RunningTrials(workers)
         self._pending: list[Event] = []
+        self._cwd = cwd
+        self._sys_path = list(sys_path or [])
 
     # ---- protocol ------------------------------------------------------------------------
 
@@ -79,12 +85,12 @@ class LocalExecutor:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tunelab.executors._child", str(child_sock.fileno()), str(os.getpid())],
             pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, cwd=os.getcwd(), start_new_session=True,
+            env=env, cwd=self._cwd if self._cwd and os.path.isdir(self._cwd) else os.getcwd(), start_new_session=True,
         )
         child_sock.close()
         conn = Connection(driver_sock.detach())
         resources = Resources(cpus=self.cpus, gpus=gpus, gpu_fraction=self.gpu_pool.per_trial)
-        conn.send(list(sys.path))
+        conn.send(self._sys_path + [p for p in sys.path if p not in self._sys_path])
         conn.send_bytes(self._payload(spec, resources))
         self._running.add(_Running(spec, slot, time.monotonic(), proc=proc, conn=conn, gpus=gpus, log=log))
         return slot
@@ -119,6 +125,11 @@ class LocalExecutor:
             time.sleep(min(timeout, 0.05))
         events, self._pending = self._pending, []
         return events
+
+    def connections(self) -> list[Connection]:
+        """The open connections of running trials, for a caller that waits on them and on more
+        (``multiprocessing.connection.wait``) before calling ``poll(0)``."""
+        return [r.conn for r in self._running if not r.closed]
 
     def reply(self, trial_id: int, stop: bool) -> None:
         run = self._running.get(trial_id)
