@@ -378,7 +378,13 @@ def make_executor(objective: Any, execution: Execution) -> Any:
         _check_picklable(objective)
         return RayExecutor(objective, execution.workers, address=execution.address,
                            gpus_per_trial=execution.gpus_per_trial, cpus_per_trial=execution.cpus_per_trial)
-    raise ConfigError("execution.backend", f"is {execution.backend!r}.", "use `local`, `inprocess` or `ray`.")
+    if execution.backend == "spark":  # the active SparkSession, or a new local[workers]
+        from tunelab.executors.spark import SparkExecutor
+
+        _check_picklable(objective)
+        return SparkExecutor(objective, execution.workers, master=execution.master,
+                             gpus_per_trial=execution.gpus_per_trial, cpus_per_trial=execution.cpus_per_trial)
+    raise ConfigError("execution.backend", f"is {execution.backend!r}.", "use `local`, `inprocess`, `ray` or `spark`.")
 
 
 def _check_picklable(objective: Any) -> None:
