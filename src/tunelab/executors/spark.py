@@ -291,7 +291,11 @@ def _session(master: str | None, workers: int, cpus_per_trial: int | None, gpus:
     """The SparkSession to use and whether tunelab started it (and so stops it)."""
     with warnings.catch_warnings():  # pyspark warns about pandas versions it does not know
         warnings.simplefilter("ignore", FutureWarning)
-        from pyspark.sql import SparkSession
+        return _start_session(master, workers, cpus_per_trial, gpus)
+
+
+def _start_session(master: str | None, workers: int, cpus_per_trial: int | None, gpus: float) -> tuple[Any, bool]:
+    from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None and (master is None or active.sparkContext.master == master):
