@@ -193,27 +193,42 @@ def test_ctrl_c_and_kill_9_of_a_driver_leave_nothing_running(study_dir: Path) ->
     assert [t.failure_kind for t in trials if t.state.value != "waiting"].count("interrupted") >= 2
 
 
+def ancestors(pid: int) -> list[int]:
+    out = []
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+        out.append(pid)
+    return out
+
+
 @pytest.mark.slow  # a master and two workers of their own
 def test_a_lost_worker_interrupts_its_trial_and_the_config_runs_again(study_dir: Path) -> None:
     cluster = Standalone.start(study_dir / "spark")
     try:
-        first = cluster.add_worker(cores=2)
-        runs = write_study(study_dir, name="lost", fn="slow", trials=4, workers=2, extra="seconds: {fixed: 2.0}")
+        workers = [cluster.add_worker(cores=1), cluster.add_worker(cores=1)]
+        runs = write_study(study_dir, name="lost", fn="slow", trials=4, workers=2, extra="seconds: {fixed: 3.0}")
         proc = driver(study_dir, "--master", cluster.url)
-        wait_for(lambda: trial_pids(runs) if runs.exists() else None, 180, "a trial to start")
-        on_first = {int(p) for p in session_pids(first.pid)}
-        assert set(trial_pids(runs)) & on_first == set()  # the trial has a session of its own ...
-        cluster.add_worker(cores=2)
-        cluster.kill(first)  # ... and dies with the worker anyway (its supervisor's parent is gone)
+        pid_file = wait_for(lambda: next(runs.glob("trial_*/pid"), None) if runs.exists() else None, 180,
+                            "a trial to start")
+        pid = int(wait_for(lambda: pid_file.read_text().strip(), 10, "its pid"))
+        # The trial has a session of its own, under a Python worker of one Spark worker's executor.
+        worker = next(w for w in workers if set(ancestors(pid)) & set(session_pids(w.pid)))
+        assert pid not in session_pids(worker.pid)
+        cluster.kill(worker)  # the worker, its executor and Python workers: the trial dies with them
+        assert wait_gone([pid]) == []
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out
     finally:
         assert cluster.stop() == []
     trials = load_study(str(study_dir / "tunelab.journal"), "lost").trials()
-    lost = [t for t in trials if t.failure_kind == "interrupted"]
-    assert lost and all("executor" in t.message and "lost" in t.message for t in lost), lost
-    for t in lost:
-        retries = [r for r in trials if r.retry_of == t.number]
-        assert len(retries) == 1 and retries[0].config == t.config and retries[0].state.value == "complete"
+    lost = next(t for t in trials if Path(t.trial_dir) == pid_file.parent)
+    assert (lost.state.value, lost.failure_kind) == ("failed", "interrupted"), lost
+    assert "executor" in lost.message and "lost" in lost.message, lost.message
+    retries = [r for r in trials if r.retry_of == lost.number]
+    assert len(retries) == 1 and retries[0].config == lost.config and retries[0].state.value == "complete"
     counted = [t for t in trials if t.failure_kind != "interrupted"]
     assert len(counted) == 4 and all(t.state.value == "complete" for t in counted)

@@ -304,6 +304,12 @@ def _start_session(master: str | None, workers: int, cpus_per_trial: int | None,
         raise ConfigError("execution.master", f"is {master!r}, but this process already has a SparkSession on "
                           f"{active.sparkContext.master!r} (Spark allows one per process).",
                           "leave `master` out to use the active session, or stop it first (spark.stop()).")
+    import shutil
+
+    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+        raise ConfigError("execution.backend", "is `spark`, but this machine has no Java (no `java` on PATH, no "
+                          "JAVA_HOME); pyspark starts Spark's JVM with it.",
+                          "install Java 17 or later (e.g. apt-get install openjdk-17-jre-headless).")
     cpus = int(cpus_per_trial or 1)
     target = master or f"local[{workers * cpus}]"
     if gpus and local_master(target):
