@@ -155,6 +155,49 @@ def test_shutdown_cancels_the_jobs_and_ends_the_trials(spark: Any, study_dir: Pa
     assert wait_gone(pids) == []
 
 
+def test_text_classification_token_cache_travels_once_per_executor(spark: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import nlp_fixtures
+
+    from tunelab.api import run_study
+    from tunelab.config import load_config
+
+    nlp_fixtures.build_tiny_model(tmp_path / "model")
+    nlp_fixtures.make_dataset(tmp_path / "data", n_train=96, n_val=32)
+    (tmp_path / "study.yaml").write_text(f"""
+name: tc
+storage: {tmp_path / "s.journal"}
+objective:
+  type: text_classification
+  model: model
+  data: {{train: data/train.csv, validation: data/validation.csv, text: text, label: label}}
+  max_length: 32
+  cache_dir: {tmp_path / "cache"}
+  device: cpu
+  num_train_epochs: 1
+  per_device_train_batch_size: 16
+metrics: [{{name: accuracy, goal: maximize}}]
+space:
+  learning_rate: {{float: [1.0e-3, 1.0e-2], log: true}}
+search: {{sampler: random, seed: 0}}
+budget: {{trials: 2}}
+execution: {{backend: spark, workers: 2, trial_dir: {tmp_path / "runs"}}}
+""")
+    view = run_study(load_config(tmp_path / "study.yaml"))
+    trials = view.trials()
+    assert [t.state.value for t in trials] == ["complete", "complete"], [t.message for t in trials]
+    [entry] = [p for p in (tmp_path / "cache").iterdir() if (p / "meta.json").is_file()]
+    for t in trials:  # each trial read its executor's copy, not the driver's cache directory
+        log = (Path(t.trial_dir) / "trial.log").read_text()
+        copy = log.split("[tunelab] token cache: ", 1)[1].split(" ", 1)[0]
+        assert Path(copy).name == entry.name and Path(copy).parent.parent != entry.parent, copy
+        assert (Path(copy) / "meta.json").read_bytes() == (entry / "meta.json").read_bytes()
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
 def test_spark_execution_config() -> None:
     from tunelab.config import parse_execution
 

@@ -26,13 +26,59 @@ RETRY = "retry"
 
 
 def trial_task(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes, cpus: int,
-               gpus_per_trial: float, driver_path: list[str], driver_cwd: str) -> Any:
-    """The ``mapPartitions`` function of a trial's job (``objective`` is the broadcast)."""
+               gpus_per_trial: float, driver_path: list[str], driver_cwd: str, files: dict[int, str]) -> Any:
+    """The ``mapPartitions`` function of a trial's job (``objective`` is the broadcast; ``files``
+    the token cache's tars given to ``sc.addFile``, by max_length)."""
 
     def run(_: Iterator[Any]) -> Iterator[Any]:
-        yield _run(objective, spec, mailbox, token, cpus, gpus_per_trial, driver_path, driver_cwd)
+        yield _run(objective, spec, mailbox, token, cpus, gpus_per_trial, driver_path, driver_cwd, files)
 
     return run
+
+
+class _WithCaches:
+    """The objective, told in the trial's process where this node's token cache copies are."""
+
+    def __init__(self, data: bytes, caches: dict[int, str]) -> None:
+        self.data = data
+        self.caches = caches
+
+    def __call__(self, config: Any, reporter: Any) -> Any:
+        import pickle
+
+        objective = pickle.loads(self.data)  # in the trial's process, as the local executor does
+        objective.use_token_caches(self.caches)
+        return objective(config, reporter)
+
+
+def _unpack(files: dict[int, str]) -> dict[int, str]:
+    """This executor's copies of the shipped token cache, unpacked once next to the fetched tars."""
+    import fcntl
+    import shutil
+    import tarfile
+    import uuid
+    from pathlib import Path
+
+    from pyspark import SparkFiles
+
+    out = {}
+    for length, name in files.items():
+        tar_path = Path(SparkFiles.get(name))  # fetched once per executor, kept for its later tasks
+        target = tar_path.parent / name[:-len(".tar")]
+        with open(tar_path.parent / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # tasks of one executor unpack it once
+            if not any(target.glob("*/meta.json")):
+                tmp = tar_path.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+                with tarfile.open(tar_path) as tar:
+                    if hasattr(tarfile, "data_filter"):
+                        tar.extractall(tmp, filter="data")
+                    else:  # pragma: no cover - Python without extraction filters
+                        tar.extractall(tmp)  # noqa: S202 - a tar this study's driver made
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(tmp, target)
+        entry = next(target.iterdir())  # the cache entry, under its own name
+        out[length] = str(entry)
+    return out
 
 
 def _where() -> dict[str, Any]:
@@ -60,7 +106,7 @@ def _gpus(ctx: Any) -> list[int] | None:
 
 
 def _run(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes, cpus: int,
-         gpus_per_trial: float, driver_path: list[str], driver_cwd: str) -> Any:
+         gpus_per_trial: float, driver_path: list[str], driver_cwd: str, files: dict[int, str]) -> Any:
     from multiprocessing.connection import wait
 
     from pyspark import TaskContext
@@ -75,7 +121,8 @@ def _run(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes
     conn = connect(mailbox, token)
     trial_id = spec.trial_id
     gpus = _gpus(TaskContext.get()) if gpus_per_trial else None
-    local = LocalExecutor(_Preloaded(objective.value), 1, cpus_per_trial=cpus,
+    data = objective.value  # the broadcast: on this executor once, kept by a reused Python worker
+    local = LocalExecutor(_WithCaches(data, _unpack(files)) if files else _Preloaded(data), 1, cpus_per_trial=cpus,
                           gpus_per_trial=gpus_per_trial if gpus else 0.0, gpus=gpus,
                           cwd=driver_cwd, sys_path=driver_path)
     ended: Ended | None = None

@@ -31,11 +31,15 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from tunelab.errors import ConfigError, require
@@ -88,6 +92,8 @@ class SparkExecutor:
 
             self._mailbox = Mailbox(host, self._inbox)
             self._objective = sc.broadcast(cloudpickle.dumps(objective))
+            self._files_dir = tempfile.mkdtemp(prefix="tunelab-spark-files-")
+            self._files = ship_token_caches(sc, objective, Path(self._files_dir))
         except BaseException:
             self._stop_session()
             raise
@@ -155,6 +161,7 @@ class SparkExecutor:
             with contextlib.suppress(Exception):
                 self._objective.destroy()
             self._stop_session()
+            shutil.rmtree(getattr(self, "_files_dir", ""), ignore_errors=True)
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -169,7 +176,7 @@ class SparkExecutor:
             if self._profile is not None:
                 rdd = rdd.withResources(self._profile)
             task = trial_task(self._objective, spec, self._mailbox.address, self._mailbox.token, self.cpus, self.gpus,
-                              list(sys.path), os.getcwd())
+                              list(sys.path), os.getcwd(), self._files)
             out = rdd.mapPartitions(task).collect()
             self._inbox.put(("done", spec.trial_id, out[0] if out else None))
         except BaseException as exc:  # noqa: BLE001 - reported as the trial's end
@@ -281,6 +288,27 @@ def _spark_message(error: BaseException) -> str:
 
 
 # ---- set-up ------------------------------------------------------------------------------------
+
+
+def ship_token_caches(sc: Any, objective: Any, directory: Path) -> dict[int, str]:
+    """Send the objective's token cache to every executor once: ``max_length -> file name``.
+
+    Each cache entry (a directory of Arrow files, built by ``prepare()`` in the driver) becomes
+    one uncompressed tar given to ``sc.addFile``: an executor fetches a file once and keeps it
+    for every later task, and the first task there unpacks it next to it (``_spark_task``). The
+    trials then read that copy instead of the cache directory, which needs no shared path.
+    """
+    caches = getattr(objective, "token_caches", None)
+    if not callable(caches):
+        return {}
+    files = {}
+    for length, entry in caches().items():
+        name = f"tunelab-tokens-{entry.name}.tar"  # the entry's name is a hash of what it holds
+        with tarfile.open(directory / name, "w") as tar:
+            tar.add(entry, arcname=entry.name)
+        sc.addFile(str(directory / name))
+        files[int(length)] = name
+    return files
 
 
 def local_master(master: str) -> bool:
