@@ -213,6 +213,21 @@ def test_spark_execution_config() -> None:
         parse_execution({"backend": "spark", "gpus": [0]})
 
 
+def test_the_readme_ray_study_file_takes_backend_spark_unchanged(tmp_path: Path) -> None:
+    """The study file of the README's Ray section, with `--backend spark` (run in full by hand:
+    30 trials on local[4], 9 complete and 21 pruned by ASHA)."""
+    from tunelab.config import load_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("cat > $SHARED/logreg/study.yaml <<EOF\n", 1)[1].split("\nEOF\n", 1)[0]
+    for name, value in {"$HEAD_IP": "10.0.0.10", "$DB_HOST": "10.0.0.20", "$SHARED": str(tmp_path)}.items():
+        block = block.replace(name, value)
+    (tmp_path / "study.yaml").write_text(block)
+    config = load_config(tmp_path / "study.yaml").with_execution(backend="spark")
+    e = config.execution
+    assert (e.backend, e.master, e.address, e.workers, e.cpus_per_trial) == ("spark", None, None, 4, 1)
+
+
 # ---- drivers of their own ----------------------------------------------------------------------
 
 
