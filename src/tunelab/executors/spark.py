@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import secrets
 import shutil
 import sys
 import tarfile
@@ -95,9 +96,11 @@ class SparkExecutor:
             self._files_dir = tempfile.mkdtemp(prefix="tunelab-spark-files-")
             self._files = ship_token_caches(sc, objective, Path(self._files_dir))
         except BaseException:
+            if hasattr(self, "_mailbox"):
+                self._mailbox.close()
             self._stop_session()
             raise
-        self._prefix = f"tunelab-{self._mailbox.token.hex()[:12]}"
+        self._prefix = f"tunelab-{secrets.token_hex(6)}"  # the study's job groups (not the token: groups are shown)
         self._running: RunningTrials[_Running] = RunningTrials(workers)
         self._pending: list[Event] = []
         #: What each trial's task said when it started: pid, host, executor, attempt.
