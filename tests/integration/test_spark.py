@@ -198,6 +198,30 @@ execution: {{backend: spark, workers: 2, trial_dir: {tmp_path / "runs"}}}
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
 
 
+def test_the_drivers_opt_outs_reach_the_trial(spark: Any, study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set after the session started (its executors never saw them), as tunelab sets MLflow's."""
+    import json
+
+    monkeypatch.syspath_prepend(str(study_dir))
+    import tl_test_objectives
+
+    from tunelab.executors.base import TrialSpec
+    from tunelab.executors.spark import SparkExecutor
+    from tunelab.testing.executor_conformance import drive
+
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    executor = SparkExecutor(tl_test_objectives.environment, 1)
+    try:
+        ended, _ = drive(executor, [TrialSpec(0, {"names": ["DO_NOT_TRACK", "HF_HUB_DISABLE_TELEMETRY"]},
+                                              study_dir / "t0")])
+    finally:
+        executor.shutdown()
+    assert ended[0].state.value == "complete", ended[0]
+    assert json.loads((study_dir / "t0" / "env.json").read_text()) == {"DO_NOT_TRACK": "1",
+                                                                      "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
 def test_spark_execution_config() -> None:
     from tunelab.config import parse_execution
 

@@ -25,13 +25,24 @@ from tunelab.executors.base import TrialSpec
 RETRY = "retry"
 
 
+#: Opt-outs of sending anything out (telemetry, hub calls) that the driver's trials would
+#: inherit locally: a trial on a Spark executor gets the driver's values too.
+PASSED_ENV = ("DO_NOT_TRACK", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+              "HF_DATASETS_OFFLINE", "MLFLOW_DISABLE_TELEMETRY", "WANDB_MODE", "WANDB_DISABLED")
+
+
+def driver_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+
+
 def trial_task(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes, cpus: int,
-               gpus_per_trial: float, driver_path: list[str], driver_cwd: str, files: dict[int, str]) -> Any:
+               gpus_per_trial: float, driver_path: list[str], driver_cwd: str, files: dict[int, str],
+               env: dict[str, str]) -> Any:
     """The ``mapPartitions`` function of a trial's job (``objective`` is the broadcast; ``files``
     the token cache's tars given to ``sc.addFile``, by max_length)."""
 
     def run(_: Iterator[Any]) -> Iterator[Any]:
-        yield _run(objective, spec, mailbox, token, cpus, gpus_per_trial, driver_path, driver_cwd, files)
+        yield _run(objective, spec, mailbox, token, cpus, gpus_per_trial, driver_path, driver_cwd, files, env)
 
     return run
 
@@ -106,7 +117,8 @@ def _gpus(ctx: Any) -> list[int] | None:
 
 
 def _run(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes, cpus: int,
-         gpus_per_trial: float, driver_path: list[str], driver_cwd: str, files: dict[int, str]) -> Any:
+         gpus_per_trial: float, driver_path: list[str], driver_cwd: str, files: dict[int, str],
+         env: dict[str, str]) -> Any:
     from multiprocessing.connection import wait
 
     from pyspark import TaskContext
@@ -124,7 +136,7 @@ def _run(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes
     data = objective.value  # the broadcast: on this executor once, kept by a reused Python worker
     local = LocalExecutor(_WithCaches(data, _unpack(files)) if files else _Preloaded(data), 1, cpus_per_trial=cpus,
                           gpus_per_trial=gpus_per_trial if gpus else 0.0, gpus=gpus,
-                          cwd=driver_cwd, sys_path=driver_path)
+                          cwd=driver_cwd, sys_path=driver_path, env=env)
     ended: Ended | None = None
     try:
         conn.send(("started", trial_id, info))

@@ -53,9 +53,11 @@ class LocalExecutor:
         gpus: list[int] | None = None,
         cwd: str | None = None,
         sys_path: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
-        """``cwd`` and ``sys_path``: where trials run and what they import from, when not this
-        process's (the Spark executor runs trials for a driver elsewhere)."""
+        """``cwd``, ``sys_path`` and ``env`` (added to this process's environment): where trials
+        run, what they import from and what they are told, when not only this process's (the
+        Spark executor runs trials for a driver elsewhere)."""
         import cloudpickle
 
         self.workers = workers
@@ -67,6 +69,7 @@ class LocalExecutor:
         self._pending: list[Event] = []
         self._cwd = cwd
         self._sys_path = list(sys_path or [])
+        self._env = dict(env or {})
 
     # ---- protocol ------------------------------------------------------------------------
 
@@ -105,7 +108,7 @@ class LocalExecutor:
                                   "objective": _Preloaded(self._objective_bytes)}, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _child_env(self, gpus: tuple[int, ...]) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **self._env}
         threads = str(self.cpus)
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
                    TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")

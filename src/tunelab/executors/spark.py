@@ -170,7 +170,7 @@ class SparkExecutor:
 
     def _job(self, spec: TrialSpec, group: str) -> None:
         """A driver thread: the trial's one-partition job, in the trial's job group."""
-        from tunelab.executors._spark_task import trial_task
+        from tunelab.executors._spark_task import driver_env, trial_task
 
         sc = self._sc
         try:
@@ -179,7 +179,7 @@ class SparkExecutor:
             if self._profile is not None:
                 rdd = rdd.withResources(self._profile)
             task = trial_task(self._objective, spec, self._mailbox.address, self._mailbox.token, self.cpus, self.gpus,
-                              list(sys.path), os.getcwd(), self._files)
+                              list(sys.path), os.getcwd(), self._files, driver_env())
             out = rdd.mapPartitions(task).collect()
             self._inbox.put(("done", spec.trial_id, out[0] if out else None))
         except BaseException as exc:  # noqa: BLE001 - reported as the trial's end
