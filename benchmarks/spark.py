@@ -1,4 +1,4 @@
-"""tunelab on Spark against Hyperopt's SparkTrials, on the same local Spark (local[2], 127.0.0.1, no UI).
+"""tunelab on Spark against Hyperopt's SparkTrials, on the same local Spark (127.0.0.1, no UI).
 
 Three measurements, each system in a fresh interpreter (``_common.run_worker``):
 
@@ -6,7 +6,8 @@ Three measurements, each system in a fresh interpreter (``_common.run_worker``):
   the search (after the SparkSession is up) / N. tunelab: ``tune(backend="spark")``, a Spark
   task and a fresh trial process per trial. Hyperopt: ``fmin(trials=SparkTrials(parallelism=2))``.
 - **quality**: the 6-d Hartmann function (minimum -3.32237), a budget of B trials with 8 at
-  once, several seeds: tunelab's TPE (constant liar) against SparkTrials' TPE. Lower is better.
+  once (``local[8]``, so both have 8 task slots), several seeds: tunelab's TPE (constant liar)
+  against SparkTrials' TPE. Lower is better.
 - **broadcast**: a 64 MB object used by K one-partition tasks: captured in each task's closure
   (sent with every task) against ``sc.broadcast`` (sent to the executor once), as tunelab ships
   the objective and the token cache.
@@ -99,7 +100,7 @@ def _hyperopt(fn: Any, space: dict, trials: int, parallelism: int, algo: str, se
 def worker(args: list[str]) -> None:
     kind, system = args[0], args[1]
     n = int(args[2])
-    session = _session(2)
+    session = _session(int(args[4]) if kind == "quality" else 2)  # a task slot per trial running at once
     started = time.perf_counter()
     result: dict[str, Any] = {"kind": kind, "system": system}
     if kind == "overhead":
