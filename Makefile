@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-EXTRAS := nlp,demo,report,mlflow,wandb,tensorboard,dashboard,ray,postgres,gp,cmaes,sklearn,test
+EXTRAS := nlp,demo,report,mlflow,wandb,tensorboard,dashboard,ray,spark,postgres,gp,cmaes,sklearn,test
 STAMP := $(VENV)/.installed
 # The lowest supported versions (pyproject's floors, pinned in scripts/min-versions.txt), in their
-# own venv: the unit tests must pass there too. ray and the demo model add nothing to the unit tests.
+# own venv: the unit tests must pass there too. ray, spark and the demo model add nothing to the unit tests.
 MIN_VENV := .venv-min
 MIN_BIN := $(MIN_VENV)/bin
 MIN_PIP := $(MIN_BIN)/python -m pip --disable-pip-version-check -q

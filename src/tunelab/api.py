@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from tunelab.config import Execution, StudyConfig, parse_budget, parse_execution, parse_search
 from tunelab.errors import ConfigError
+from tunelab.executors._running import LOG_NAME
 from tunelab.identity import (IDENTITY_ATTR, changed_definition_error, callable_name, config_in_space,
                               identity_changes, parse_on_change, short_hash, source_file, stored_identity,
                               study_identity, summarize_changes)
@@ -221,7 +222,7 @@ class _PythonDisplay:
             print(text, flush=True)
         trials = view.trials()
         dirs = {t.number: t.trial_dir for t in trials}
-        nothing = no_completion_summary(trials, hint=lambda n: f"the whole log: {Path(dirs[n]) / 'trial.log'}"
+        nothing = no_completion_summary(trials, hint=lambda n: f"the whole log: {Path(dirs[n]) / LOG_NAME}"
                                         if dirs.get(n) else "see study.trials()")
         if nothing is not None:  # the CLI exits 1 here; tune() returns the study and says why it is empty
             warn(nothing)
@@ -424,7 +425,13 @@ def make_executor(objective: Any, execution: Execution) -> Any:
         _check_picklable(objective)
         return RayExecutor(objective, execution.workers, address=execution.address,
                            gpus_per_trial=execution.gpus_per_trial, cpus_per_trial=execution.cpus_per_trial)
-    raise ConfigError("execution.backend", f"is {execution.backend!r}.", "use `local`, `inprocess` or `ray`.")
+    if execution.backend == "spark":  # the active SparkSession, or a new local[workers]
+        from tunelab.executors.spark import SparkExecutor
+
+        _check_picklable(objective)
+        return SparkExecutor(objective, execution.workers, master=execution.master,
+                             gpus_per_trial=execution.gpus_per_trial, cpus_per_trial=execution.cpus_per_trial)
+    raise ConfigError("execution.backend", f"is {execution.backend!r}.", "use `local`, `inprocess`, `ray` or `spark`.")
 
 
 def _check_picklable(objective: Any) -> None:

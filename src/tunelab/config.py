@@ -21,7 +21,7 @@ from tunelab.space import Space
 
 TOP_KEYS = ("name", "storage", "objective", "metrics", "space", "search", "scheduler", "budget",
             "execution", "tracking", "on_change")
-BACKENDS = ("local", "inprocess", "ray")
+BACKENDS = ("local", "inprocess", "ray", "spark")
 OBJECTIVE_TYPES = ("function", "command", "text_classification")
 # Bounds on values that are valid in type but would exhaust memory or never end (issue 10).
 MAX_WORKERS = 4096
@@ -33,7 +33,7 @@ MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_FILE_BYTES = 10 * 2**20
 MAX_YAML_NODES = 100_000  # nodes after expanding aliases: a "billion laughs" file stops here
 _EXECUTION_KEYS = {"backend", "workers", "gpus_per_trial", "cpus_per_trial", "timeout", "trial_dir",
-                   "keep_checkpoints", "gpus", "address"}
+                   "keep_checkpoints", "gpus", "address", "master"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class Execution:
     keep_checkpoints: int = 3
     gpus: tuple[int, ...] | None = None
     address: str | None = None
+    #: The Spark master (``local[N]``, ``spark://HOST:7077``); None: the active SparkSession.
+    master: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,12 @@ class StudyConfig:
         raw: dict[str, Any] = {"backend": e.backend, "workers": e.workers, "gpus_per_trial": e.gpus_per_trial,
                                "cpus_per_trial": e.cpus_per_trial, "timeout": e.timeout_s, "trial_dir": e.trial_dir,
                                "keep_checkpoints": e.keep_checkpoints, "gpus": list(e.gpus) if e.gpus else None,
-                               "address": e.address}
+                               "address": e.address, "master": e.master}
         if given.get("backend", "ray") != "ray":
             raw.update(address=None)  # the study file's cluster address means nothing to another backend
-        if given.get("backend", "local") == "ray":
+        if given.get("backend", "spark") != "spark":
+            raw.update(master=None)
+        if given.get("backend", "local") in ("ray", "spark"):
             raw.update(gpus=None)
         raw.update(given)
         return replace(self, execution=parse_execution({k: v for k, v in raw.items() if v is not None}))
@@ -455,9 +459,9 @@ def parse_execution(raw: Any) -> Execution:
                              or len(set(gpus)) != len(gpus)):
         raise ConfigError("execution.gpus", f"is {shown(gpus)}, but must be a list of distinct GPU indices.",
                           "write e.g. `gpus: [0, 1]`, or leave it out to use every visible GPU.")
-    if gpus is not None and backend == "ray":
-        raise ConfigError("execution.gpus", "is not used by the `ray` backend: Ray assigns the GPUs.",
-                          "drop `gpus` and set `gpus_per_trial`.")
+    if gpus is not None and backend in ("ray", "spark"):
+        raise ConfigError("execution.gpus", f"is not used by the `{backend}` backend: {backend.title()} assigns "
+                          "the GPUs.", "drop `gpus` and set `gpus_per_trial`.")
     keep = raw.get("keep_checkpoints", 3)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= MAX_KEEP_CHECKPOINTS:
         raise ConfigError("execution.keep_checkpoints", f"is {shown(keep)}, but must be an integer from 0 to "
@@ -473,6 +477,7 @@ def parse_execution(raw: Any) -> Execution:
         keep_checkpoints=keep,
         gpus=tuple(gpus) if gpus is not None else None,
         address=parse_address(raw.get("address"), backend),
+        master=parse_master(raw.get("master"), backend),
     )
 
 
@@ -505,6 +510,23 @@ def parse_address(value: Any, backend: str) -> str | None:
                           "use `auto` (the cluster this machine joined), `HOST:6379` (the head's GCS port) or "
                           "`ray://HOST:10001` (Ray Client).")
     return value
+
+
+_MASTER = re.compile(r"^(local(\[(\*|[1-9]\d{0,4})(,[1-9]\d{0,2})?\])?|(spark|k8s|mesos)://\S+|yarn)$")
+
+
+def parse_master(value: Any, backend: str) -> str | None:
+    """``execution.master``: the Spark master (``local[N]``, ``spark://HOST:7077``, ``yarn``, ``k8s://...``)."""
+    if value is None:
+        return None
+    if backend != "spark":
+        raise ConfigError("execution.master", f"is {shown(value)}, but only the `spark` backend has a master.",
+                          "add `backend: spark`, or drop `master`.")
+    if not isinstance(value, str) or not _MASTER.fullmatch(value.strip()):
+        raise ConfigError("execution.master", f"is {shown(value)}, which is not a Spark master URL.",
+                          "use `local[4]` (this machine, 4 cores), `spark://HOST:7077` (a standalone cluster), "
+                          "or leave it out to use the active SparkSession.")
+    return value.strip()
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*"

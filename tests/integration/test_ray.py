@@ -238,6 +238,14 @@ def test_stop_and_timeout_end_trials_on_the_cluster(cluster: RayCluster, study_d
     assert not ray.is_initialized()  # the executor connected, so it disconnected
 
 
+def test_ray_executor_conforms(cluster: RayCluster, tmp_path: Path) -> None:
+    from tunelab.executors.ray import RayExecutor
+    from tunelab.testing.executor_conformance import check_executor_conformance
+
+    check_executor_conformance(lambda objective, workers: RayExecutor(objective, workers, address=cluster.address),
+                               tmp_path)
+
+
 def test_a_trial_no_node_can_hold_is_a_config_error(cluster: RayCluster) -> None:
     from tunelab.executors.ray import RayExecutor
 

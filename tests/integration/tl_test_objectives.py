@@ -38,6 +38,14 @@ def spawns_child(config: dict, reporter) -> dict:
     return {"score": 0.0}
 
 
+def environment(config: dict, reporter) -> dict:
+    """Writes the variables named in `names` as the trial process sees them."""
+    import json
+
+    Path(reporter.trial_dir, "env.json").write_text(json.dumps({k: os.environ.get(k) for k in config["names"]}))
+    return {"score": 1.0}
+
+
 def fails_by_kind(config: dict, reporter) -> dict:
     kind = config["kind"]
     if kind == "ok":

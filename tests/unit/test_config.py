@@ -39,7 +39,7 @@ def test_good_config(tmp_path: Path) -> None:
         ("budget: {trials: 5, time: 1h30m}", "budget: {trials: 0}", "budget.trials"),
         ("budget: {trials: 5, time: 1h30m}", "budget: {time: soon}", "budget.time"),
         ("execution: {workers: 2, timeout: 90s}", "execution: {workers: 2, gpu: 1}", "execution.gpu"),
-        ("execution: {workers: 2, timeout: 90s}", "execution: {backend: spark}", "execution.backend"),
+        ("execution: {workers: 2, timeout: 90s}", "execution: {backend: dask}", "execution.backend"),
         ("name: demo", "name: demo\nsearch: {sampler: bayes}", "search.sampler"),
         ("name: demo", "name: demo\nscheduler: {type: asha, reduction_factor: 1}", "scheduler.reduction_factor"),
         ("name: demo", "name: demo\nspaces: {}", "spaces"),

@@ -15,7 +15,7 @@ from typing import Any
 from tunelab.cli.common import add_study_args, open_study
 from tunelab.errors import TunelabError
 
-LOG_NAME = "trial.log"
+from tunelab.executors._running import LOG_NAME
 
 
 def add_parser(subparsers: Any) -> None:

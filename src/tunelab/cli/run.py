@@ -18,9 +18,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("study_file", help="the study YAML")
     p.add_argument("--workers", type=int, help="trials at once (overrides execution.workers)")
     p.add_argument("--trials", type=int, help="trial budget (overrides budget.trials)")
-    p.add_argument("--backend", choices=("local", "inprocess", "ray"), help="where trials run (overrides "
+    p.add_argument("--backend", choices=("local", "inprocess", "ray", "spark"), help="where trials run (overrides "
                    "execution.backend)")
     p.add_argument("--address", help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (overrides execution.address)")
+    p.add_argument("--master", help="Spark master: local[N] or spark://HOST:7077 (overrides execution.master)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (overrides "
                    "execution.gpus_per_trial)")
     p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (overrides execution.cpus_per_trial)")
@@ -142,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from tunelab.failures import no_completion_summary
 
     config = load_config(args.study_file).with_overrides(workers=args.workers, trials=args.trials)
-    config = config.with_execution(backend=args.backend, address=args.address, gpus_per_trial=args.gpus_per_trial,
-                                   cpus_per_trial=args.cpus_per_trial)
+    config = config.with_execution(backend=args.backend, address=args.address, master=args.master,
+                                   gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial)
     config = dataclasses.replace(config, tracking=cli_tracking(config.tracking, args))
     if args.on_change:
         config = dataclasses.replace(config, on_change=args.on_change)

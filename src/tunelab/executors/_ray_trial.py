@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Mapping
 
-LOG_NAME = "trial.log"
+from tunelab.executors._running import LOG_NAME
 
 
 class MailboxChannel:

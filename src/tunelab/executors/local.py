@@ -23,27 +23,21 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tunelab.executors._child import KILL_NOW
+from tunelab.executors._running import (INTERRUPTED, KILL_GRACE_S, LOG_NAME, TIMEOUT, Running, RunningTrials,
+                                        process_exit, stopped_end)
 from tunelab.executors._tree import kill_cgroup, trial_cgroup
 from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.executors.resources import GpuPool, cpus_per_trial as _cpus_for, visible_gpus
 from tunelab.trial import Ended, Event, Result, State
 from tunelab.worker import Resources
 
-LOG_NAME = "trial.log"
-_KILL_GRACE_S = 3.0
-
 
 @dataclass
-class _Running:
-    spec: TrialSpec
-    proc: subprocess.Popen
-    conn: Connection
-    slot: int
-    gpus: tuple[int, ...]
-    started: float
+class _Running(Running):
+    proc: subprocess.Popen = None  # type: ignore[assignment]
+    conn: Connection = None  # type: ignore[assignment]
+    gpus: tuple[int, ...] = ()
     ended: Ended | None = None
-    stop_kind: str | None = None  # set when the driver ended it: timeout / interrupted
-    kill_at: float | None = None
     log: Any = None
     closed: bool = field(default=False)
 
@@ -57,7 +51,13 @@ class LocalExecutor:
         gpus_per_trial: float = 0.0,
         cpus_per_trial: int | None = None,
         gpus: list[int] | None = None,
+        cwd: str | None = None,
+        sys_path: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``cwd``, ``sys_path`` and ``env`` (added to this process's environment): where trials
+        run, what they import from and what they are told, when not only this process's (the
+        Spark executor runs trials for a driver elsewhere)."""
         import cloudpickle
 
         self.workers = workers
@@ -65,20 +65,22 @@ class LocalExecutor:
                                 gpus_per_trial)
         self.cpus = _cpus_for(workers, cpus_per_trial)
         self._objective_bytes = cloudpickle.dumps(objective)
-        self._running: dict[int, _Running] = {}
+        self._running: RunningTrials[_Running] = RunningTrials(workers)
         self._pending: list[Event] = []
+        self._cwd = cwd
+        self._sys_path = list(sys_path or [])
+        self._env = dict(env or {})
 
     # ---- protocol ------------------------------------------------------------------------
 
     def capacity(self) -> int:
-        slots = min(self.workers, self.gpu_pool.slots())
-        return max(0, slots - len(self._running))
+        return max(0, min(self._running.capacity(), self.gpu_pool.slots() - len(self._running)))
 
     def launch(self, spec: TrialSpec) -> int:
         gpus = self.gpu_pool.take()
         if gpus is None:
             raise RuntimeError("no GPU share is free; check capacity() before launch()")
-        slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - {r.slot for r in self._running.values()})
+        slot = self._running.slot_for(spec)
         prepare_trial_dir(spec)
         log = open(spec.trial_dir / LOG_NAME, "ab", buffering=0)
         driver_sock, child_sock = socket.socketpair()
@@ -86,14 +88,14 @@ class LocalExecutor:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tunelab.executors._child", str(child_sock.fileno()), str(os.getpid())],
             pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, cwd=os.getcwd(), start_new_session=True,
+            env=env, cwd=self._cwd if self._cwd and os.path.isdir(self._cwd) else os.getcwd(), start_new_session=True,
         )
         child_sock.close()
         conn = Connection(driver_sock.detach())
         resources = Resources(cpus=self.cpus, gpus=gpus, gpu_fraction=self.gpu_pool.per_trial)
-        conn.send(list(sys.path))
+        conn.send(self._sys_path + [p for p in sys.path if p not in self._sys_path])
         conn.send_bytes(self._payload(spec, resources))
-        self._running[spec.trial_id] = _Running(spec, proc, conn, slot, gpus, time.monotonic(), log=log)
+        self._running.add(_Running(spec, slot, time.monotonic(), proc=proc, conn=conn, gpus=gpus, log=log))
         return slot
 
     def _payload(self, spec: TrialSpec, resources: Resources) -> bytes:
@@ -106,7 +108,7 @@ class LocalExecutor:
                                   "objective": _Preloaded(self._objective_bytes)}, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _child_env(self, gpus: tuple[int, ...]) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **self._env}
         threads = str(self.cpus)
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
                    TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
@@ -117,8 +119,8 @@ class LocalExecutor:
     def poll(self, timeout: float) -> list[Event]:
         self._enforce_deadlines()
         if not self._pending and self._running:
-            conns = [r.conn for r in self._running.values() if not r.closed]
-            wait_s = min([timeout] + [max(0.0, d) for d in self._next_deadlines()])
+            conns = [r.conn for r in self._running if not r.closed]
+            wait_s = self._running.wait_s(timeout)
             for conn in wait(conns, timeout=wait_s) if conns else []:
                 self._read(conn)
             self._enforce_deadlines()
@@ -126,6 +128,11 @@ class LocalExecutor:
             time.sleep(min(timeout, 0.05))
         events, self._pending = self._pending, []
         return events
+
+    def connections(self) -> list[Connection]:
+        """The open connections of running trials, for a caller that waits on them and on more
+        (``multiprocessing.connection.wait``) before calling ``poll(0)``."""
+        return [r.conn for r in self._running if not r.closed]
 
     def reply(self, trial_id: int, stop: bool) -> None:
         run = self._running.get(trial_id)
@@ -138,13 +145,13 @@ class LocalExecutor:
     def stop(self, trial_id: int) -> None:
         run = self._running.get(trial_id)
         if run is not None and run.stop_kind is None:
-            self._signal(run, signal.SIGTERM, "interrupted")
+            self._signal(run, signal.SIGTERM, INTERRUPTED)
 
     def shutdown(self) -> None:
-        for run in list(self._running.values()):
-            self._signal(run, signal.SIGTERM, run.stop_kind or "interrupted")
-        deadline = time.monotonic() + _KILL_GRACE_S
-        for run in list(self._running.values()):
+        for run in self._running:
+            self._signal(run, signal.SIGTERM, run.stop_kind or INTERRUPTED)
+        deadline = time.monotonic() + KILL_GRACE_S
+        for run in self._running:
             self._wait_or_kill(run, max(0.0, deadline - time.monotonic()))
             kill_cgroup(trial_cgroup(run.proc.pid))
             self._finish(run)
@@ -152,7 +159,7 @@ class LocalExecutor:
     # ---- internals -----------------------------------------------------------------------
 
     def _read(self, conn: Connection) -> None:
-        run = next(r for r in self._running.values() if r.conn is conn)
+        run = next(r for r in self._running if r.conn is conn)
         try:
             while conn.poll():
                 message = conn.recv()
@@ -170,26 +177,16 @@ class LocalExecutor:
     def _reap(self, run: _Running) -> None:
         code = self._wait_or_kill(run, 10)
         kill_cgroup(trial_cgroup(run.proc.pid))  # left only when the supervisor itself was killed
-        trial_id = run.spec.trial_id
-        if run.stop_kind == "timeout":
-            event = Ended(trial_id, State.FAILED, _last(run), "timeout",
-                          f"trial exceeded its time limit of {run.spec.timeout:g} s")
-        elif run.stop_kind == "interrupted":
-            event = Ended(trial_id, State.FAILED, _last(run), "interrupted", "stopped by the tuner")
-        elif run.ended is not None:
-            event = run.ended
-        else:
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            if code == -signal.SIGKILL:
-                how += " (the kernel's out-of-memory killer does this when RAM runs out)"
-            kind = "crash"
+        event = stopped_end(run, _last(run)) or run.ended
+        if event is None:
             log_tail = tail(run.spec.trial_dir / LOG_NAME)
-            event = Ended(trial_id, State.FAILED, {}, kind, f"trial process {how}.\n{log_tail}".strip())
+            event = Ended(run.spec.trial_id, State.FAILED, {}, "crash",
+                          f"trial process {process_exit(code)}.\n{log_tail}".strip())
         self._pending.append(event)
         self._finish(run)
 
     def _finish(self, run: _Running) -> None:
-        if self._running.pop(run.spec.trial_id, None) is None:
+        if self._running.pop(run.spec.trial_id) is None:
             return
         self.gpu_pool.give_back(run.gpus)
         try:
@@ -199,30 +196,16 @@ class LocalExecutor:
         if run.log is not None:
             run.log.close()
 
-    def _next_deadlines(self) -> list[float]:
-        now = time.monotonic()
-        out = []
-        for run in self._running.values():
-            if run.spec.timeout and run.stop_kind is None:
-                out.append(run.started + run.spec.timeout - now)
-            if run.kill_at is not None:
-                out.append(run.kill_at - now)
-        return out
-
     def _enforce_deadlines(self) -> None:
-        now = time.monotonic()
-        for run in list(self._running.values()):
-            if run.spec.timeout and run.stop_kind is None and now >= run.started + run.spec.timeout:
-                self._signal(run, signal.SIGKILL, "timeout")
-            elif run.kill_at is not None and now >= run.kill_at:
+        for run, what in self._running.due():
+            if what == TIMEOUT:
+                self._signal(run, signal.SIGKILL, TIMEOUT)
+            else:
                 self._tell(run, signal.SIGKILL)
-                run.kill_at = None
 
     def _signal(self, run: _Running, sig: int, kind: str) -> None:
-        run.stop_kind = kind
+        run.stopping(kind, grace=sig != signal.SIGKILL)
         self._tell(run, sig)
-        if sig != signal.SIGKILL:
-            run.kill_at = time.monotonic() + _KILL_GRACE_S
 
     def _wait_or_kill(self, run: _Running, timeout: float) -> int:
         """The supervisor's exit status, once it and everything below it are gone."""

@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from tunelab.errors import ConfigError, TunelabError, require
+from tunelab.executors._running import INTERRUPTED, LOG_NAME, TIMEOUT, Running, RunningTrials, stopped_end
 from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.trial import Ended, Event, Result, State
 
-LOG_NAME = "trial.log"
-_KILL_GRACE_S = 3.0
 CONNECT_TIMEOUT_S = 30.0
 #: For the processes of a local instance tunelab starts (and only while it starts them):
 #: Ray's single-machine mode, where every server binds to 127.0.0.1, and no usage statistics
@@ -46,14 +45,9 @@ _LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED
 
 
 @dataclass
-class _Running:
-    spec: TrialSpec
-    ref: Any  # the task's ObjectRef: resolves to the trial's Ended
-    slot: int
-    started: float
+class _Running(Running):
+    ref: Any = None  # the task's ObjectRef: resolves to the trial's Ended
     info: dict[str, Any] = field(default_factory=dict)  # pid, node, load time: sent when it starts
-    stop_kind: str | None = None  # set when the driver ended it: timeout / interrupted
-    kill_at: float | None = None
 
 
 class RayExecutor:
@@ -107,7 +101,7 @@ class RayExecutor:
         if self.gpus:
             options["num_gpus"] = self.gpus
         self._task = ray.remote(**options)(run_trial)
-        self._running: dict[int, _Running] = {}
+        self._running: RunningTrials[_Running] = RunningTrials(workers)
         self._pending: list[Event] = []
         self._take: Any = None  # the outstanding mailbox.take() call
         #: What each trial's process said when it started, by trial: pid, host, ip, node_id and
@@ -117,24 +111,25 @@ class RayExecutor:
     # ---- protocol ------------------------------------------------------------------------
 
     def capacity(self) -> int:
-        return max(0, self.workers - len(self._running))
+        return self._running.capacity()
 
     def launch(self, spec: TrialSpec) -> int:
-        slot = spec.slot if spec.slot is not None else min(set(range(self.workers)) - {r.slot for r in self._running.values()})
+        slot = self._running.slot_for(spec)
         prepare_trial_dir(spec)
         ref = self._task.remote([self._objective_ref], spec, self.cpus, self.gpus, list(sys.path), os.getcwd(),
                                 self._mailbox)
-        self._running[spec.trial_id] = _Running(spec, ref, slot, time.monotonic())
+        # Its time limit starts when its process is up (``begun``), not while Ray queues it.
+        self._running.add(_Running(spec, slot, time.monotonic(), begun=False, ref=ref))
         return slot
 
     def poll(self, timeout: float) -> list[Event]:
         ray = self._ray
         self._enforce_deadlines()
         if not self._pending and self._running:
-            wait_s = max(0.0, min([timeout] + self._next_deadlines()))
+            wait_s = self._running.wait_s(timeout)
             if self._take is None:
                 self._take = self._mailbox.take.remote(wait_s)
-            refs = [r.ref for r in self._running.values()]
+            refs = [r.ref for r in self._running]
             ray.wait([self._take, *refs], num_returns=1, timeout=wait_s)
             if ray.wait([self._take], timeout=0)[0]:
                 self._read(self._get(self._take))
@@ -143,7 +138,7 @@ class RayExecutor:
             if done:
                 # A trial that died while its last result was on the way: that result first.
                 self._read(self._get(self._mailbox.take.remote(0.0)))
-                for run in [r for r in self._running.values() if r.ref in done]:
+                for run in [r for r in self._running if r.ref in done]:
                     self._reap(run)
             self._enforce_deadlines()
         elif not self._running and not self._pending:
@@ -158,14 +153,14 @@ class RayExecutor:
     def stop(self, trial_id: int) -> None:
         run = self._running.get(trial_id)
         if run is not None and run.stop_kind is None:
-            self._cancel(run, "interrupted", force=False)
+            self._cancel(run, INTERRUPTED, force=False)
 
     def shutdown(self) -> None:
         ray = self._ray
         try:
-            for run in self._running.values():
-                self._cancel(run, run.stop_kind or "interrupted", force=True)
-            refs = [r.ref for r in self._running.values()]
+            for run in self._running:
+                self._cancel(run, run.stop_kind or INTERRUPTED, force=True)
+            refs = [r.ref for r in self._running]
             if refs:  # wait until Ray confirms every trial process is gone
                 ray.wait(refs, num_returns=len(refs), timeout=15)
             self._running.clear()
@@ -192,7 +187,7 @@ class RayExecutor:
                 self.started[message[1]] = dict(message[2])
                 if run is not None:
                     run.info = dict(message[2])
-                    run.started = time.monotonic()  # the time limit counts from here, not from the queue
+                    run.begin()  # the time limit counts from here, not from the queue
             elif message[0] == "result":
                 if run is None or run.stop_kind is not None:
                     self._mailbox.decide.remote(message[1], True)  # it is being stopped anyway
@@ -202,7 +197,7 @@ class RayExecutor:
     def _reap(self, run: _Running) -> None:
         ray = self._ray
         trial_id = run.spec.trial_id
-        self._running.pop(trial_id, None)
+        self._running.pop(trial_id)
         event: Ended
         try:
             event = ray.get(run.ref)
@@ -210,12 +205,7 @@ class RayExecutor:
             event = self._failure(run, exc)
         else:
             self._mailbox.forget.remote(trial_id)
-        if run.stop_kind == "timeout":
-            event = Ended(trial_id, State.FAILED, dict(event.metrics), "timeout",
-                          f"trial exceeded its time limit of {run.spec.timeout:g} s")
-        elif run.stop_kind == "interrupted":
-            event = Ended(trial_id, State.FAILED, dict(event.metrics), "interrupted", "stopped by the tuner")
-        self._pending.append(event)
+        self._pending.append(stopped_end(run, event.metrics) or event)
 
     def _failure(self, run: _Running, exc: BaseException) -> Ended:
         """How a trial whose task did not return ended (it never raises: see ``_run_trial``)."""
@@ -241,31 +231,16 @@ class RayExecutor:
         return Ended(trial_id, State.FAILED, {}, "crash", f"{message}.\n{log_tail}".strip())
 
     def _cancel(self, run: _Running, kind: str, *, force: bool) -> None:
-        run.stop_kind = kind
+        run.stopping(kind, grace=not force)
         try:
             # Not forced: KeyboardInterrupt in the trial, so its `finally:` blocks run; forced after a grace.
             self._ray.cancel(run.ref, force=force)
         except Exception:  # noqa: BLE001 - the task finished meanwhile
             pass
-        run.kill_at = None if force else time.monotonic() + _KILL_GRACE_S
-
-    def _next_deadlines(self) -> list[float]:
-        now = time.monotonic()
-        out = []
-        for run in self._running.values():
-            if run.spec.timeout and run.stop_kind is None and run.info:
-                out.append(run.started + run.spec.timeout - now)
-            if run.kill_at is not None:
-                out.append(run.kill_at - now)
-        return out
 
     def _enforce_deadlines(self) -> None:
-        now = time.monotonic()
-        for run in list(self._running.values()):
-            if run.spec.timeout and run.stop_kind is None and run.info and now >= run.started + run.spec.timeout:
-                self._cancel(run, "timeout", force=True)
-            elif run.kill_at is not None and now >= run.kill_at:
-                self._cancel(run, run.stop_kind or "interrupted", force=True)
+        for run, what in self._running.due():
+            self._cancel(run, TIMEOUT if what == TIMEOUT else run.stop_kind or INTERRUPTED, force=True)
 
     def _disconnect(self) -> None:
         if self._owns_ray:

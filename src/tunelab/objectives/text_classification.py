@@ -78,6 +78,9 @@ class TextClassification:
     # Learned from the study in validate(), carried to the trials with the pickled objective.
     _select: tuple[str, str] = field(default=("accuracy", "maximize"), init=False, repr=False, compare=False)
     _lengths: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
+    # Set in a trial's process by an executor that shipped the token cache to its node (Spark):
+    # max_length -> that node's copy of the cache entry, read instead of ``cache_dir``.
+    _shipped: Mapping[int, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Absolute paths: trials may run in another working directory (or on another node).
@@ -211,6 +214,18 @@ class TextClassification:
                 raise ConfigError("objective.model", f"cannot load the tokenizer of {self.model_source()!r}: "
                                   f"{exc}", "point at a local Hugging Face model directory.") from exc
 
+    def token_caches(self) -> dict[int, Path]:
+        """The token cache entries ``prepare()`` built, by max_length: what an executor ships to
+        its nodes once (each entry is a directory of Arrow files and ``meta.json``)."""
+        from tunelab.nlp.cache import ensure_cache, resolve_cache_dir
+
+        return {length: ensure_cache(self.data, self.model_source(), length, resolve_cache_dir(self.cache_dir)).path
+                for length in self._lengths or (self.max_length,)}
+
+    def use_token_caches(self, caches: Mapping[int, str]) -> None:
+        """Read these copies of the token cache (max_length -> entry directory) in this process."""
+        self._shipped = {int(k): str(v) for k, v in caches.items()}
+
     def _check_model(self, space: Space) -> None:
         source = self.model_source()
         if not Path(source).exists():
@@ -254,8 +269,15 @@ class TextClassification:
         from tunelab.nlp.train import TrainJob, train
 
         settings = resolve({**self.defaults, "max_length": self.max_length}, config)
-        # Built by prepare(); a max_length it did not know is built here, once, under a lock.
-        cache = ensure_cache(self.data, self.model_source(), settings.max_length, resolve_cache_dir(self.cache_dir))
+        shipped = self._shipped.get(settings.max_length)
+        if shipped is not None:
+            from tunelab.nlp.cache import open_cache
+
+            cache = open_cache(Path(shipped))
+            print(f"[tunelab] token cache: {shipped} (this node's copy, shipped once per executor)", flush=True)
+        else:  # built by prepare(); a max_length it did not know is built here, once, under a lock
+            cache = ensure_cache(self.data, self.model_source(), settings.max_length,
+                                 resolve_cache_dir(self.cache_dir))
         job = TrainJob(
             model=self.model_source(), cache=cache, settings=settings, model_kwargs=dict(self.model_kwargs),
             eval_steps=self.eval_steps, evals_per_epoch=self.evals_per_epoch, eval_batch_size=self.per_device_eval_batch_size, device=self.device,
