@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tunelab.executors._child import KILL_NOW
+from tunelab.executors._preload import Preloader, modules_for
 from tunelab.executors._tree import kill_cgroup, trial_cgroup
 from tunelab.executors.base import TrialSpec, prepare_trial_dir, tail
 from tunelab.executors.resources import GpuPool, cpus_per_trial as _cpus_for, visible_gpus
@@ -57,6 +58,7 @@ class LocalExecutor:
         gpus_per_trial: float = 0.0,
         cpus_per_trial: int | None = None,
         gpus: list[int] | None = None,
+        preload: bool = True,
     ) -> None:
         import cloudpickle
 
@@ -67,6 +69,7 @@ class LocalExecutor:
         self._objective_bytes = cloudpickle.dumps(objective)
         self._running: dict[int, _Running] = {}
         self._pending: list[Event] = []
+        self._preloader = Preloader(modules_for(objective)) if preload else None  # trials forked, not exec'd
 
     # ---- protocol ------------------------------------------------------------------------
 
@@ -83,7 +86,8 @@ class LocalExecutor:
         log = open(spec.trial_dir / LOG_NAME, "ab", buffering=0)
         driver_sock, child_sock = socket.socketpair()
         env = self._child_env(gpus)
-        proc = subprocess.Popen(
+        proc = self._preloader.spawn(child_sock.fileno(), log.fileno(), env) if self._preloader else None
+        proc = proc or subprocess.Popen(
             [sys.executable, "-m", "tunelab.executors._child", str(child_sock.fileno()), str(os.getpid())],
             pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, cwd=os.getcwd(), start_new_session=True,
@@ -148,6 +152,8 @@ class LocalExecutor:
             self._wait_or_kill(run, max(0.0, deadline - time.monotonic()))
             kill_cgroup(trial_cgroup(run.proc.pid))
             self._finish(run)
+        if self._preloader is not None:
+            self._preloader.close()
 
     # ---- internals -----------------------------------------------------------------------
 
