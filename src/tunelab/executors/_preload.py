@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tunelab.executors._preload_server import MAX_MESSAGE, send
@@ -30,10 +31,12 @@ log = logging.getLogger("tunelab")
 
 #: Always preloaded: what every trial process imports.
 BASE_MODULES = ("tunelab.executors._child", "tunelab.executors._run_trial", "tunelab.worker", "cloudpickle")
-#: A text-classification trial's imports (the model classes, the training loop, the data cache).
-NLP_MODULES = ("numpy", "torch", "transformers", "transformers.models.auto.modeling_auto",
-               "transformers.models.auto.tokenization_auto", "transformers.optimization", "safetensors.torch",
-               "tunelab.objectives.text_classification", "tunelab.nlp.train", "threadpoolctl")
+#: A text-classification trial's imports (the model machinery, the training loop, the data cache);
+#: the model's own module (``modeling_<model_type>``) is added from its ``config.json``.
+NLP_MODULES = ("numpy", "torch", "transformers", "transformers.modeling_utils",
+               "transformers.models.auto.modeling_auto", "transformers.models.auto.tokenization_auto",
+               "transformers.optimization", "safetensors.torch", "tunelab.objectives.text_classification",
+               "tunelab.nlp.train", "threadpoolctl")
 #: Preloaded as well when the driver has imported them (its objective probably uses them).
 HEAVY_MODULES = ("numpy", "torch", "transformers", "sklearn", "threadpoolctl")
 #: How long the first launch waits for the server's imports (a busy machine is slow).
@@ -55,8 +58,25 @@ def modules_for(objective: Any) -> list[str]:
     modules = list(BASE_MODULES)
     if nlp is not None and isinstance(objective, nlp.TextClassification):
         modules += NLP_MODULES
+        modules += _model_module(objective)
     modules += [m for m in HEAVY_MODULES if m in sys.modules]
     return list(dict.fromkeys(modules))
+
+
+def _model_module(objective: Any) -> list[str]:
+    """``transformers.models.bert.modeling_bert`` for a BERT checkpoint: most of a trial's import
+    time is the model class's module (and what it pulls in), imported by ``from_pretrained``."""
+    import re
+
+    try:
+        source = Path(objective.model_source())
+        model_type = json.loads((source / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, ImportError, AttributeError, TypeError):
+        return []  # a hub name not yet downloaded, or no config: the trial imports it itself
+    if not isinstance(model_type, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", model_type):
+        return []
+    name = model_type.replace("-", "_")
+    return [f"transformers.models.{name}.modeling_{name}"]
 
 
 def server_env() -> dict[str, str]:

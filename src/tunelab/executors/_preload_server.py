@@ -193,6 +193,19 @@ def _import_all(modules: list[str]) -> tuple[list[str], list[str]]:
     return loaded, skipped
 
 
+def _warm_up(loaded: list[str]) -> None:
+    """Build what a trial would build first thing and keep: transformers' table of checkpoint
+    conversions (about a thousand regular expressions, built once per process by
+    ``from_pretrained``). Pure Python, no thread; skipped where transformers has no such table."""
+    if "transformers.modeling_utils" in loaded:
+        try:
+            from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+            get_checkpoint_conversion_mapping("bert")
+        except Exception:  # noqa: BLE001 - another transformers version: the trial builds it itself
+            pass
+
+
 def main() -> None:
     from tunelab.executors._tree import die_with_parent
 
@@ -206,6 +219,7 @@ def main() -> None:
         if entry not in sys.path:
             sys.path.insert(1, entry)
     loaded, skipped = _import_all(list(hello.get("modules", [])))
+    _warm_up(loaded)
     why = fork_blocker()
     if why is not None:
         send(sock, {"op": "unavailable", "why": f"{why} after importing {', '.join(loaded)}"})
