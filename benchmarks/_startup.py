@@ -216,6 +216,11 @@ def _markdown(report: dict[str, Any]) -> str:
         f"It imported: {', '.join(pre['server_modules']) or '(none)'}.",
         "- \"launch → trial end\": the whole trial (4 updates of 16 examples and one evaluation of 32).",
     ]
+    loads = [x for x in (m.get("load_average") or [])[:1] + (m.get("load_average_end") or [])[:1] if x is not None]
+    if loads and m.get("cpus") and max(loads) > m["cpus"]:
+        lines.append(f"- The machine was shared and busy (1-minute load {min(loads):g}–{max(loads):g} on {m['cpus']} "
+                     "CPUs): every absolute time here is inflated, the fresh interpreter's most (its imports are "
+                     "CPU-bound); on a quiet machine it is about 6 s.")
     if pre.get("fallback"):
         lines.append(f"- **The preloaded mode fell back to fresh interpreters: {pre['fallback']}**")
     return "\n".join(lines)

@@ -280,3 +280,33 @@ def test_text_classification_trial_forked_equals_fresh(tmp_path: Path) -> None:
         {k: v for k, v in results[False].items() if k not in timing}
     assert results[True]["accuracy"] >= 0.0
 
+
+
+def test_a_refused_fork_leaves_running_trials_alone(tmp_path: Path) -> None:
+    """Once the server cannot fork (here: a request it cannot take), later trials start fresh,
+    and the trials it forked before keep running (the server stays until shutdown)."""
+    executor = LocalExecutor(preload_objectives.probe, workers=2)
+    first = TrialSpec(0, {"x": 0.1, "hang": True}, tmp_path / "first")
+    second = TrialSpec(1, {"x": 0.2}, tmp_path / "second")
+    ended: dict[int, Ended] = {}
+    try:
+        executor.launch(first)
+        assert wait_until(lambda: (first.trial_dir / "probe.json").exists(), 180)  # it then waits for a reply
+        rec = probe(first)
+        assert rec["supervisor_parent"] == executor._preloader.info["pid"]
+        assert executor._preloader.spawn(999_999, 999_998, {}) is None  # descriptors that do not exist
+        assert executor._preloader.unavailable and executor._preloader.sock is not None
+        executor.launch(second)
+        end = time.monotonic() + 180
+        while 1 not in ended and time.monotonic() < end:
+            for event in executor.poll(1.0):
+                if isinstance(event, Result):
+                    executor.reply(event.trial_id, False)
+                elif isinstance(event, Ended):
+                    ended[event.trial_id] = event
+        assert ended[1].state == State.COMPLETE
+        assert probe(second)["supervisor_parent"] == os.getpid()  # a fresh interpreter
+        assert 0 not in ended and alive(rec["pid"])  # the forked trial runs on
+    finally:
+        executor.shutdown()
+    assert wait_until(lambda: not alive(rec["pid"]))

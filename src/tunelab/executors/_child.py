@@ -1,7 +1,8 @@
 """The trial process: ``python -m tunelab.executors._child FD DRIVER_PID``.
 
 A fresh interpreter per trial (spawn semantics, without re-importing the driver's
-``__main__``). It forks in two:
+``__main__``), or a process forked from the preloaded worker (``_preload_server``), which
+then calls ``run_trial`` as ``main`` does. It forks in two:
 
 - the **supervisor** (the process the driver started, the leader of the trial's session) is a
   child subreaper that owns the trial's whole process tree. When the trial process exits, when

@@ -131,10 +131,11 @@ class Preloader:
         self.info = reply
         return True
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str, *, close: bool = True) -> None:
         log.info("trials start as fresh interpreters: %s", why)
         self.unavailable = why
-        self.close()
+        if close:
+            self.close()
 
     def close(self) -> None:
         """End the server (it exits at the end of its socket; trials still running end too)."""
@@ -153,7 +154,7 @@ class Preloader:
 
     def spawn(self, trial_fd: int, log_fd: int, env: dict[str, str]) -> Forked | None:
         """Fork a trial process; None: start it as a fresh interpreter instead."""
-        if not self.start():
+        if self.unavailable is not None or not self.start():
             return None
         assert self.sock is not None
         try:
@@ -165,7 +166,9 @@ class Preloader:
         except OSError as exc:  # gone, or a message too large for the socket
             reply = {"op": "refused", "why": str(exc)}
         if reply is None or reply["op"] != "spawned":
-            self._fail("the fork server did not answer" if reply is None else reply.get("why", "refused"))
+            # No more forks; the server stays until shutdown, as its trials still running would end with it.
+            self._fail("the fork server did not answer" if reply is None else reply.get("why", "refused"),
+                       close=False)
             return None
         return Forked(self, int(reply["pid"]))
 
