@@ -220,7 +220,7 @@ def _markdown(report: dict[str, Any]) -> str:
     if loads and m.get("cpus") and max(loads) > m["cpus"]:
         lines.append(f"- The machine was shared and busy (1-minute load {min(loads):g}–{max(loads):g} on {m['cpus']} "
                      "CPUs): every absolute time here is inflated, the fresh interpreter's most (its imports are "
-                     "CPU-bound); on a quiet machine it is about 6 s.")
+                     "CPU-bound; issue 13 reports about 6 s for it).")
     if pre.get("fallback"):
         lines.append(f"- **The preloaded mode fell back to fresh interpreters: {pre['fallback']}**")
     return "\n".join(lines)
