@@ -51,3 +51,17 @@ def probe(config: dict, reporter) -> dict:
     if config.get("hang"):
         time.sleep(600)
     return {"score": config["x"] * 2}
+
+
+def exits(config: dict, reporter) -> dict:
+    """Leaves by sys.exit (or a KeyboardInterrupt) after registering an atexit function and
+    starting a non-daemon thread: a fresh interpreter waits for the thread, runs the function."""
+    import atexit
+    import threading
+
+    done = Path(reporter.trial_dir, "atexit")
+    atexit.register(lambda: done.write_text("ran"))
+    threading.Thread(target=lambda: (time.sleep(0.5), Path(reporter.trial_dir, "thread").write_text("ran"))).start()
+    if config["how"] == "interrupt":
+        raise KeyboardInterrupt
+    sys.exit(config["code"])

@@ -310,3 +310,18 @@ def test_a_refused_fork_leaves_running_trials_alone(tmp_path: Path) -> None:
     finally:
         executor.shutdown()
     assert wait_until(lambda: not alive(rec["pid"]))
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_a_trial_exits_as_a_fresh_interpreter_would(tmp_path: Path, preload: bool) -> None:
+    executor = LocalExecutor(preload_objectives.exits, workers=2, preload=preload)
+    configs = [{"how": "exit", "code": 7}, {"how": "exit", "code": None}, {"how": "interrupt", "code": 0}]
+    trials = specs(tmp_path, configs)
+    ended = run_trials(executor, trials)
+    assert "exited with code 7" in ended[0].message
+    assert "exited with code 0" in ended[1].message
+    assert "killed by signal 2" in ended[2].message and "KeyboardInterrupt" in ended[2].message
+    for spec in trials:
+        assert (spec.trial_dir / "atexit").read_text() == "ran"
+        assert (spec.trial_dir / "thread").read_text() == "ran"
+    assert (executor._preloader is not None and executor._preloader.info.get("pid") is not None) == preload

@@ -17,6 +17,8 @@ from tunelab.executors import _preload, _preload_server
 
 def test_a_thread_in_the_server_blocks_forking(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_preload_server, "thread_count", lambda: 1)  # as the kernel counts them
+    real, before = threading.active_count, threading.active_count()  # other tests may have left threads
+    monkeypatch.setattr(threading, "active_count", lambda: real() - before + 1)
     assert _preload_server.fork_blocker() is None
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)  # a Python thread
@@ -34,6 +36,7 @@ def test_cuda_initialized_in_the_server_blocks_forking(monkeypatch: pytest.Monke
     fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
     monkeypatch.setitem(sys.modules, "torch", fake_torch)
     monkeypatch.setattr(_preload_server, "thread_count", lambda: 1)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     assert "CUDA" in (_preload_server.fork_blocker() or "")
     fake_torch.cuda.is_initialized = lambda: False
     assert _preload_server.fork_blocker() is None

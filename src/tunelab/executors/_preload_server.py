@@ -228,12 +228,55 @@ def main() -> None:
     trial = serve(sock)
     if trial is None:
         return
-    # The forked trial: from here on as `python -m tunelab.executors._child`; it returns (or
-    # raises) like that module's main does, and the interpreter exits as that one would.
+    # The forked trial: from here on as `python -m tunelab.executors._child`, and it exits as
+    # that one would, with the same status.
     become_trial(trial)
     from tunelab.executors._child import run_trial
 
-    run_trial(trial.trial_fd, trial.server_pid, prepare=lambda: apply_trial_settings(trial.env))
+    try:
+        run_trial(trial.trial_fd, trial.server_pid, prepare=lambda: apply_trial_settings(trial.env))
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    except BaseException as exc:  # noqa: BLE001 - reported as the interpreter reports it
+        import traceback
+
+        traceback.print_exc()
+        code = -signal.SIGINT if isinstance(exc, KeyboardInterrupt) else 1
+    leave(code)
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def leave(code: int) -> None:
+    """Exit as the interpreter's own shutdown would (wait for non-daemon threads, run the
+    ``atexit`` functions, flush), without tearing down every module: in a process forked from
+    one holding torch and transformers that teardown touches every object (copy-on-write) and
+    takes seconds. A negative code is a signal to die by (an unhandled Ctrl-C)."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
 
 
 if __name__ == "__main__":
