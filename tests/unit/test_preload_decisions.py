@@ -40,6 +40,22 @@ def test_cuda_initialized_in_the_server_blocks_forking(monkeypatch: pytest.Monke
     assert "CUDA" in (_preload_server.fork_blocker() or "")
     fake_torch.cuda.is_initialized = lambda: False
     assert _preload_server.fork_blocker() is None
+    monkeypatch.setattr(_preload_server, "cuda_driver_loaded", lambda: True)  # cuInit without torch knowing
+    assert "CUDA" in (_preload_server.fork_blocker() or "")
+
+
+def test_importing_torch_does_not_count_as_cuda_initialized() -> None:
+    """The server imports torch: that alone must not look like a CUDA driver in use."""
+    if _preload.supported() is not None:
+        pytest.skip("reads /proc/self/maps")
+    pytest.importorskip("torch")
+    import subprocess
+
+    code = ("import torch, tunelab.executors._preload_server as s; "
+            "print(s.cuda_driver_loaded(), torch.cuda.is_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**_preload.server_env()}, check=True).stdout.split()
+    assert out == ["False", "False"]
 
 
 @pytest.mark.parametrize("platform", ["darwin", "win32"])
@@ -85,6 +101,7 @@ def test_the_server_environment_holds_import_time_thread_pools_at_one(monkeypatc
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"
     assert env["TOKENIZERS_PARALLELISM"] == "false"
     assert env["JE_ARROW_MALLOC_CONF"] == "background_thread:false"
+    assert env["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
     monkeypatch.setenv("JE_ARROW_MALLOC_CONF", "narenas:2")  # the user's own setting is kept
     assert _preload.server_env()["JE_ARROW_MALLOC_CONF"] == "narenas:2"
 

@@ -87,6 +87,9 @@ def server_env() -> dict[str, str]:
                PYTHONUNBUFFERED="1")
     # pyarrow's jemalloc starts a background purging thread when loaded (pandas imports pyarrow).
     env.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
+    # An import that asks torch.cuda.is_available() then counts GPUs with NVML, not with cuInit
+    # (after which no forked child could use CUDA).
+    env["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     return env
 
 

@@ -61,9 +61,20 @@ def fork_blocker() -> str | None:
     if threading.active_count() != 1 or thread_count() != 1:
         return f"the fork server runs {thread_count()} threads (a fork copies only one)"
     torch = sys.modules.get("torch")
-    if torch is not None and getattr(torch, "cuda", None) is not None and torch.cuda.is_initialized():
+    if (torch is not None and getattr(torch, "cuda", None) is not None and torch.cuda.is_initialized()) \
+            or cuda_driver_loaded():
         return "CUDA was initialized in the fork server (a forked child cannot use it)"
     return None
+
+
+def cuda_driver_loaded() -> bool:
+    """Whether the CUDA driver library is mapped: it is loaded by the first CUDA call (``cuInit``,
+    also from ``torch.cuda.is_available()`` without NVML), after which a fork cannot use CUDA."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return b"/libcuda.so" in f.read()
+    except OSError:
+        return False
 
 
 @dataclass
