@@ -325,3 +325,31 @@ def test_a_trial_exits_as_a_fresh_interpreter_would(tmp_path: Path, preload: boo
         assert (spec.trial_dir / "atexit").read_text() == "ran"
         assert (spec.trial_dir / "thread").read_text() == "ran"
     assert (executor._preloader is not None and executor._preloader.info.get("pid") is not None) == preload
+
+
+def test_a_killed_server_ends_its_trials_and_later_ones_start_fresh(tmp_path: Path) -> None:
+    executor = LocalExecutor(preload_objectives.probe, workers=2)
+    first = TrialSpec(0, {"x": 0.1, "hang": True}, tmp_path / "first")
+    second = TrialSpec(1, {"x": 0.2}, tmp_path / "second")
+    ended: dict[int, Ended] = {}
+    try:
+        executor.launch(first)
+        assert wait_until(lambda: (first.trial_dir / "probe.json").exists(), 180)
+        rec = probe(first)
+        os.kill(executor._preloader.info["pid"], signal.SIGKILL)
+        end = time.monotonic() + 180
+        while 0 not in ended and time.monotonic() < end:
+            ended.update((e.trial_id, e) for e in executor.poll(1.0) if isinstance(e, Ended))
+        assert ended[0].state == State.FAILED and ended[0].kind == "crash"
+        assert wait_until(lambda: not alive(rec["pid"]) and not alive(rec["supervisor"]))
+        executor.launch(second)
+        while 1 not in ended and time.monotonic() < end:
+            for event in executor.poll(1.0):
+                if isinstance(event, Result):
+                    executor.reply(event.trial_id, False)
+                elif isinstance(event, Ended):
+                    ended[event.trial_id] = event
+        assert ended[1].state == State.COMPLETE
+        assert probe(second)["supervisor_parent"] == os.getpid()
+    finally:
+        executor.shutdown()

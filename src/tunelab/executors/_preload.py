@@ -125,7 +125,7 @@ class Preloader:
         try:
             send(ours, {"op": "hello", "sys_path": list(sys.path), "modules": self.modules})
             reply = self._receive(READY_TIMEOUT_S)
-        except OSError as exc:
+        except (OSError, EOFError) as exc:  # it died while importing
             reply = {"op": "unavailable", "why": str(exc)}
         if reply is None or reply.get("op") != "ready":
             why = "it did not get ready in time" if reply is None else reply.get("why", reply)
@@ -166,7 +166,7 @@ class Preloader:
                 reply = self._receive(60.0)
                 if reply is None or reply.get("op") in ("spawned", "refused"):
                     break
-        except OSError as exc:  # gone, or a message too large for the socket
+        except (OSError, EOFError) as exc:  # gone, or a message too large for the socket
             reply = {"op": "refused", "why": str(exc)}
         if reply is None or reply["op"] != "spawned":
             # No more forks; the server stays until shutdown, as its trials still running would end with it.
@@ -176,7 +176,8 @@ class Preloader:
         return Forked(self, int(reply["pid"]))
 
     def _receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next message (an exit is also kept for ``collect``); None on timeout. Raises ``EOFError`` when the server is gone."""
+        """The next message (an exit is also kept for ``collect``); None on timeout.
+        Raises ``EOFError`` when the server is gone."""
         import select
 
         deadline = time.monotonic() + timeout
