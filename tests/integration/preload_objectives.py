@@ -61,7 +61,8 @@ def exits(config: dict, reporter) -> dict:
 
     done = Path(reporter.trial_dir, "atexit")
     atexit.register(lambda: done.write_text("ran"))
-    threading.Thread(target=lambda: (time.sleep(0.5), Path(reporter.trial_dir, "thread").write_text("ran"))).start()
+    thread = Path(reporter.trial_dir, "thread")
+    threading.Thread(target=lambda: (time.sleep(0.5), thread.write_text("ran"))).start()
     if config["how"] == "interrupt":
         raise KeyboardInterrupt
     sys.exit(config["code"])
