@@ -21,6 +21,8 @@ Usage::
     python benchmarks/overhead.py               # full run (4-12 min), writes benchmarks/results/overhead.{json,md}
     python benchmarks/overhead.py --quick       # 30 trials, 1 round, prints only (add --out DIR to keep)
     python benchmarks/overhead.py --profile     # cProfile of tunelab inprocess (tpe), top functions
+    python benchmarks/overhead.py --startup     # launch -> first training step, preloaded worker vs fresh
+                                                # interpreter (2-4 min), writes benchmarks/results/startup.{json,md}
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+import _startup  # noqa: E402
 
 HERE = Path(__file__).resolve()
 RESULTS = HERE.parent / "results"
@@ -333,11 +336,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", nargs="?", const="tunelab-inprocess-tpe", default=None, metavar="SYSTEM",
                         help="cProfile one system in a worker (default tunelab-inprocess-tpe) and print hotspots")
     parser.add_argument("--render", type=Path, metavar="JSON", help="rewrite the Markdown from a results JSON and exit")
+    parser.add_argument("--startup", action="store_true",
+                        help="the start-up figure instead: launch -> first training step of a text-classification "
+                             "trial, preloaded worker vs fresh interpreter (writes startup.json/.md)")
+    parser.add_argument("--startup-trials", type=int, default=None, help="trials per --startup run (default 10; 3 with --quick)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.trials = args.trials or (30 if args.quick else 200)
-    args.rounds = args.rounds or (1 if args.quick else 5)
+    args.startup_trials = args.startup_trials or (3 if args.quick else 10)
+    args.rounds = args.rounds or (1 if args.quick or args.startup else 5)
 
+    if args.worker in _startup.MODES:
+        C.emit(_startup.worker(args.worker, args.startup_trials))
+        return 0
+    if args.startup:
+        return _startup.run(args, HERE, RESULTS)
     if args.worker:
         _worker_main(args)
         return 0

@@ -418,7 +418,8 @@ def make_executor(objective: Any, execution: Execution) -> Any:
         _check_picklable(objective)
         return LocalExecutor(objective, execution.workers, gpus_per_trial=execution.gpus_per_trial,
                              cpus_per_trial=execution.cpus_per_trial,
-                             gpus=list(execution.gpus) if execution.gpus is not None else None)
+                             gpus=list(execution.gpus) if execution.gpus is not None else None,
+                             preload=execution.preload)
     if execution.backend == "ray":
         from tunelab.executors.ray import RayExecutor
 

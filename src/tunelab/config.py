@@ -33,7 +33,7 @@ MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_FILE_BYTES = 10 * 2**20
 MAX_YAML_NODES = 100_000  # nodes after expanding aliases: a "billion laughs" file stops here
 _EXECUTION_KEYS = {"backend", "workers", "gpus_per_trial", "cpus_per_trial", "timeout", "trial_dir",
-                   "keep_checkpoints", "gpus", "address", "master"}
+                   "keep_checkpoints", "gpus", "address", "master", "preload"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Execution:
     address: str | None = None
     #: The Spark master (``local[N]``, ``spark://HOST:7077``); None: the active SparkSession.
     master: str | None = None
+    #: Local trials forked from a worker that has imported torch/transformers (where fork is safe).
+    preload: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class StudyConfig:
         raw: dict[str, Any] = {"backend": e.backend, "workers": e.workers, "gpus_per_trial": e.gpus_per_trial,
                                "cpus_per_trial": e.cpus_per_trial, "timeout": e.timeout_s, "trial_dir": e.trial_dir,
                                "keep_checkpoints": e.keep_checkpoints, "gpus": list(e.gpus) if e.gpus else None,
-                               "address": e.address, "master": e.master}
+                               "address": e.address, "master": e.master, "preload": e.preload}
         if given.get("backend", "ray") != "ray":
             raw.update(address=None)  # the study file's cluster address means nothing to another backend
         if given.get("backend", "spark") != "spark":
@@ -478,7 +480,15 @@ def parse_execution(raw: Any) -> Execution:
         gpus=tuple(gpus) if gpus is not None else None,
         address=parse_address(raw.get("address"), backend),
         master=parse_master(raw.get("master"), backend),
+        preload=_preload(raw.get("preload", True)),
     )
+
+
+def _preload(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError("execution.preload", f"is {shown(value)}, but must be true or false.",
+                          "write `preload: false` to start every local trial as a fresh interpreter.")
+    return value
 
 
 def _trial_dir(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The trial process: ``python -m tunelab.executors._child FD DRIVER_PID``.
 
 A fresh interpreter per trial (spawn semantics, without re-importing the driver's
-``__main__``). It forks in two:
+``__main__``), or a process forked from the preloaded worker (``_preload_server``), which
+then calls ``run_trial`` as ``main`` does. It forks in two:
 
 - the **supervisor** (the process the driver started, the leader of the trial's session) is a
   child subreaper that owns the trial's whole process tree. When the trial process exits, when
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Callable
 
 #: Sent by the driver (and by the kernel when the driver dies): kill the trial's tree now.
 KILL_NOW = signal.SIGUSR1
@@ -123,12 +125,19 @@ class _PipeChannel:
 
 
 def main() -> None:
+    run_trial(int(sys.argv[1]), int(sys.argv[2]))
+
+
+def run_trial(fd: int, parent_pid: int, prepare: "Callable[[], None] | None" = None) -> None:
+    """Split into supervisor and trial process (``parent_pid``: the driver, or the fork server
+    that forked this process), then run the trial; ``prepare`` runs first in the trial process."""
     import pickle
     import socket
     from multiprocessing.connection import Connection
 
-    fd = int(sys.argv[1])
-    _fork_trial(fd, int(sys.argv[2]))
+    _fork_trial(fd, parent_pid)
+    if prepare is not None:
+        prepare()
     conn = Connection(socket.socket(fileno=fd).detach())
     for entry in reversed(conn.recv()):
         if entry not in sys.path:

@@ -136,7 +136,8 @@ def _run(objective: Any, spec: TrialSpec, mailbox: tuple[str, int], token: bytes
     data = objective.value  # the broadcast: on this executor once, kept by a reused Python worker
     local = LocalExecutor(_WithCaches(data, _unpack(files)) if files else _Preloaded(data), 1, cpus_per_trial=cpus,
                           gpus_per_trial=gpus_per_trial if gpus else 0.0, gpus=gpus,
-                          cwd=driver_cwd, sys_path=driver_path, env=env)
+                          cwd=driver_cwd, sys_path=driver_path, env=env,
+                          preload=False)  # one trial per executor here: a fork server would not pay off
     ended: Ended | None = None
     try:
         conn.send(("started", trial_id, info))

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from tunelab.executors._child import KILL_NOW
+from tunelab.executors._preload import Preloader, modules_for
 from tunelab.executors._running import (INTERRUPTED, KILL_GRACE_S, LOG_NAME, TIMEOUT, Running, RunningTrials,
                                         process_exit, stopped_end)
 from tunelab.executors._tree import kill_cgroup, trial_cgroup
@@ -54,6 +55,7 @@ class LocalExecutor:
         cwd: str | None = None,
         sys_path: list[str] | None = None,
         env: dict[str, str] | None = None,
+        preload: bool = True,
     ) -> None:
         """``cwd``, ``sys_path`` and ``env`` (added to this process's environment): where trials
         run, what they import from and what they are told, when not only this process's (the
@@ -70,6 +72,7 @@ class LocalExecutor:
         self._cwd = cwd
         self._sys_path = list(sys_path or [])
         self._env = dict(env or {})
+        self._preloader = Preloader(modules_for(objective)) if preload else None  # trials forked, not exec'd
 
     # ---- protocol ------------------------------------------------------------------------
 
@@ -85,7 +88,8 @@ class LocalExecutor:
         log = open(spec.trial_dir / LOG_NAME, "ab", buffering=0)
         driver_sock, child_sock = socket.socketpair()
         env = self._child_env(gpus)
-        proc = subprocess.Popen(
+        proc = self._preloader.spawn(child_sock.fileno(), log.fileno(), env) if self._preloader else None
+        proc = proc or subprocess.Popen(
             [sys.executable, "-m", "tunelab.executors._child", str(child_sock.fileno()), str(os.getpid())],
             pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, cwd=self._cwd if self._cwd and os.path.isdir(self._cwd) else os.getcwd(), start_new_session=True,
@@ -155,6 +159,8 @@ class LocalExecutor:
             self._wait_or_kill(run, max(0.0, deadline - time.monotonic()))
             kill_cgroup(trial_cgroup(run.proc.pid))
             self._finish(run)
+        if self._preloader is not None:
+            self._preloader.close()
 
     # ---- internals -----------------------------------------------------------------------
 
