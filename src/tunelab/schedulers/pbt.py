@@ -180,6 +180,12 @@ class PBTScheduler(BaseScheduler):
             return Suggestion(config, from_checkpoint=donor, start_step=start, mutations=mutations)
         return None
 
+    def population_full(self, history: Sequence[TrialRecord]) -> bool:
+        """Whether ``population`` members were sampled (clones not counted, failed ones replaced):
+        then the tuner starts only clones, and the study ends with the population's training."""
+        members = [r for r in history if r.parent_id is None and r.state in _MEMBER_STATES]
+        return len(members) >= self.population
+
     # ---- decisions, pure functions of the records --------------------------------------------
 
     def is_perturbation_step(self, trial: TrialRecord, step: float) -> bool:
