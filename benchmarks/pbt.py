@@ -29,7 +29,7 @@ one CPU share per member, ``ray.init`` counted apart. Each run is a fresh interp
 Part 2 (``--finetune``): PBT vs ASHA+TPE vs the study's grid (batch 16/32 x lr x epochs 2/3/4,
 54 epochs) fine-tuning the demo's model on the demo's movie reviews, PBT and ASHA+TPE with at
 most half the grid's epochs, 3 seeds: best validation accuracy and the test accuracy of the
-model ``tunelab export`` writes. Cut to fit 30 minutes of 2 cores (``FT_CUT``): 600/400/1000
+model ``tunelab export`` writes. Cut to fit 30 minutes of 2 cores (``FT_CUT``): 400/400/1000
 reviews, 48 tokens, 2 layers with frozen embeddings; the grid's learning rates x10 for that cut
 model. Each study runs in a fresh interpreter; its CPU time (the whole process tree) is measured
 from outside, with the machine's other load. ``--ft-only pbt_b`` reruns one setup and keeps the
