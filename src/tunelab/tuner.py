@@ -258,9 +258,13 @@ class Tuner:
 
         sampler = self.study.sampler
         self._refresh_scheduler()
-        suggestion = self.scheduler.suggest(self._history())
+        history = self._history()
+        suggestion = self.scheduler.suggest(history)
         if suggestion is not None:
             return self._launch_suggestion(suggestion)
+        full = getattr(self.scheduler, "population_full", None)  # PBT: its members are all sampled
+        if callable(full) and full(history) and not self._has_waiting():
+            return False
         if hasattr(sampler, "is_exhausted") and sampler.is_exhausted(self.study) and not self._has_waiting():
             return False
         slot = self._free_slot()

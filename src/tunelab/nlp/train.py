@@ -352,11 +352,6 @@ class TrainLoop:
                          initial_lr=self.s.learning_rate)
         self.scheduler.load_state_dict(unflatten(state["scheduler"], {}))
         self.scheduler.base_lrs = [self.s.learning_rate for _ in self.optimizer.param_groups]
-        step = self.scheduler.last_epoch
-        lrs = [base * fn(step) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        self.scheduler._last_lr = lrs  # what get_last_lr() returns, as step() would have set it
         data = state["data"]
         same_order = (data["batch_size"], data["accumulation"], data["examples"]) == (
             self.s.per_device_train_batch_size, self.s.gradient_accumulation_steps, len(self.train_split))
@@ -367,8 +362,14 @@ class TrainLoop:
             self.update = round(float(state["epoch"]) * self.updates_per_epoch)
             self.rng.bit_generator.state = unflatten(data["now"], {})
             self.skip = 0
+            self.scheduler.last_epoch = self.update  # the schedule counts updates: in the new batches
             log.info("batch size or data changed since the checkpoint: continuing at epoch %.3g with a new order",
                      state["epoch"])
+        step = self.scheduler.last_epoch
+        lrs = [base * fn(step) for base, fn in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs  # what get_last_lr() returns, as step() would have set it
         rng = load_file(str(directory / RNG))
         torch.set_rng_state(rng["torch_cpu"])
         cuda = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]

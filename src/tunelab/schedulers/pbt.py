@@ -97,6 +97,9 @@ class PBTScheduler(BaseScheduler):
         self.resample_probability = resample_probability
         self.mutations = dict(mutations) if mutations is not None else None
         self.seed = 0 if seed is None else seed
+        #: The step every member's training ends at, when the objective tells (check_objective):
+        #: no member is exploited there, and no clone copies a member with nothing left to train.
+        self.end_step: float | None = None
         self._ranges: dict[str, Param] = {}
         self._space: Space | None = None
         self._known: dict[int, TrialRecord] = {}
@@ -166,8 +169,8 @@ class PBTScheduler(BaseScheduler):
             return Decision.CONTINUE
         if not math.isfinite(float(metrics[self.metric])):
             return Decision.CONTINUE  # the trial fails as nan on its own
-        if not self.is_perturbation_step(trial, step):
-            return Decision.CONTINUE
+        if not self.is_perturbation_step(trial, step) or not self._open(step):
+            return Decision.CONTINUE  # between perturbations, or done training: it finishes
         bottom, _top = self.quantiles(self._known.values(), step, include=trial)
         if trial.trial_id in bottom:
             self._stopped.add(trial.trial_id)
@@ -193,6 +196,12 @@ class PBTScheduler(BaseScheduler):
             config, mutations = self.mutate(records[donor].config, trial_id=trial_id, step=step)
             return Suggestion(config, from_checkpoint=donor, start_step=start, mutations=mutations, replaces=trial_id)
         return None
+
+    def population_full(self, history: Sequence[TrialRecord]) -> bool:
+        """Whether ``population`` members were sampled (clones not counted, failed ones replaced):
+        then the tuner starts only clones, and the study ends with the population's training."""
+        members = [r for r in history if r.parent_id is None and r.state in _MEMBER_STATES]
+        return len(members) >= self.population
 
     # ---- decisions, pure functions of the records --------------------------------------------
 
@@ -280,12 +289,22 @@ class PBTScheduler(BaseScheduler):
         records = list(records)
         by_id = {r.trial_id: r for r in records}
         _bottom, top = self.quantiles(records, step, include=by_id.get(trial_id))
+        def has_training_left(t: int) -> bool:  # always, when the end is unknown
+            r = by_id[t]
+            return self.end_step is None or (r.state in (State.RUNNING, State.FAILED) and bool(r.history)
+                                              and self._open(r.history[-1].step))
+
         for states in ((State.RUNNING,), (State.COMPLETE,), (State.FAILED,)):  # FAILED: interrupted members
-            candidates = sorted(t for t in top if t != trial_id and by_id[t].state in states)
+            candidates = sorted(t for t in top if t != trial_id and by_id[t].state in states and has_training_left(t))
             if candidates:
                 return int(self._rng(trial_id, step, "donor").choice(candidates))
-        fallback = [t for t in self._ranked((r for r in records if r.state == State.RUNNING), step) if t != trial_id]
+        fallback = [t for t in self._ranked((r for r in records if r.state == State.RUNNING), step)
+                    if t != trial_id and has_training_left(t)]
         return fallback[0] if fallback else None
+
+    def _open(self, step: float) -> bool:
+        """Whether a member at ``step`` still has training ahead (always, when the end is unknown)."""
+        return self.end_step is None or step < self.end_step - STEP_TOLERANCE
 
     def mutate(self, config: Mapping[str, Any], *, trial_id: int, step: float) -> tuple[dict[str, Any], dict[str, str]]:
         """A mutated copy of ``config`` and the change of each parameter (``"3e-05 --- (* 1.2) --> 3.6e-05"``)."""
@@ -428,6 +447,8 @@ def check_objective(scheduler: PBTScheduler, objective: Any, space: Space | None
                               "scheduler.")
         return
     epochs = _max_epochs(objective, space)
+    if epochs is not None and space is not None and isinstance(space.params.get("num_train_epochs", Fixed(0)), Fixed):
+        scheduler.end_step = epochs  # every member trains this long
     if epochs is not None and scheduler.perturbation_interval > epochs * (1 + STEP_TOLERANCE):
         raise ConfigError("scheduler.perturbation_interval", f"is {shown(scheduler.perturbation_interval)}, but "
                           f"trials train for at most {epochs:g} epochs, so no member would ever be perturbed.",

@@ -161,7 +161,9 @@ def test_contract():
 
 
 def test_the_best_curve_is_never_stopped():
-    out = replay(PBTScheduler("score", "maximize", population=4, space=CURVE_SPACE), CONTRACT_CONFIGS, trials=40)
+    # Every config is a member (PBT samples only its population), the best one the 6th.
+    out = replay(PBTScheduler("score", "maximize", population=len(CONTRACT_CONFIGS), space=CURVE_SPACE),
+                 CONTRACT_CONFIGS, trials=40)
     best = [tid for tid, r in out.records.items() if r.config == CONTRACT_CONFIGS[5] and r.parent_id is None]
     assert best and not set(best) & set(out.stopped())
 
