@@ -74,7 +74,9 @@ def test_a_pbt_driver_killed_mid_population_is_continued_by_the_next() -> None:
     assert len(replaced) == len(set(replaced))
     counted = [t for t in trials.values() if (t.user_attrs.get("failure") or {}).get("kind")
                not in ("interrupted", "cancelled")]
-    assert len(counted) == 14
+    assert len(counted) <= 14  # the budget holds; PBT samples only its population, then clones
+    originals = [t for t in trials.values() if run_of(t).get("parent") is None]
+    assert len(originals) == 4 + len([t for t in originals if "retry_of" in t.user_attrs])  # sampled once
     # Steps trained: the interrupted members' steps are not trained again by their continuations.
     assert second.tuner.used_epochs() == sum(
         max(t.intermediate_values) - (run_of(t).get("start_step") or 0) for t in trials.values()

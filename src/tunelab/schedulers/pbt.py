@@ -199,8 +199,12 @@ class PBTScheduler(BaseScheduler):
 
     def population_full(self, history: Sequence[TrialRecord]) -> bool:
         """Whether ``population`` members were sampled (clones not counted, failed ones replaced):
-        then the tuner starts only clones, and the study ends with the population's training."""
-        members = [r for r in history if r.parent_id is None and r.state in _MEMBER_STATES]
+        then the tuner starts only clones, and the study ends with the population's training.
+
+        A member its driver cut off after reporting is still one (a continuation carries it on);
+        one cut off before any report is not: its cold retry, sampled again, takes its place."""
+        members = [r for r in history if r.parent_id is None
+                   and (r.state in _MEMBER_STATES or (_was_interrupted(r) and bool(r.history)))]
         return len(members) >= self.population
 
     # ---- decisions, pure functions of the records --------------------------------------------
