@@ -15,10 +15,10 @@ from tunelab.nlp.cache import TokenizedSplit
 #: Batches per sorting window. A window's examples are sorted by length and cut into batches, so
 #: each batch is one length stratum of its window: the more batches a window, the more each
 #: batch's gradient depends on one length. With 50 (the old default, like the Trainer's
-#: ``group_by_length``) most batches held a single length, the prime suspect for tunelab's models
-#: ending below the Trainer's random batches (issue 13; benchmarks/results/parity.md says what
-#: was measured). 4 keeps most of the padding saving: on Rotten Tomatoes sentences 1.27 padded
-#: tokens per real one, against 1.92 for random batches (1.03 with 50).
+#: ``group_by_length``) most batches held a single length; on Rotten Tomatoes sentences windows
+#: of 4 scored 2.6 points higher (2 seeds so far: benchmarks/results/parity.md). 4 keeps most of
+#: the padding saving there: 1.27 padded tokens per real one, against 1.92 for random batches
+#: (1.03 with 50).
 GROUP_FACTOR = 4
 MIN_WINDOWS = 4  # and a window is at most a quarter of the data (the Trainer's bound too)
 
