@@ -431,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         "budgets": list(budgets), "load_start": machine_info()["load_average"],
         "versions": versions(["optuna", "numpy", "scipy", "torch", "coco-experiment"]), "elapsed_s": 0.0}
     started = time.monotonic() - meta.get("elapsed_s", 0.0)
+    if previous:  # the commands that filled it, in order
+        meta.setdefault("resumed_by", []).append(
+            {"command": "python " + " ".join(["benchmarks/search.py", *(argv if argv is not None else sys.argv[1:])]),
+             "date": now_utc(), "commit": git_commit(), "load_start": machine_info()["load_average"]})
 
     def save(results: dict[str, Any]) -> None:
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
