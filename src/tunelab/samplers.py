@@ -98,8 +98,9 @@ def choose_auto(space: "Space", trials: int | None, multi_objective: bool,
     if multi_objective:
         if trials is not None and trials >= NSGA2_MIN_TRIALS:
             return AutoChoice("nsga2", f"several objectives, {trials} trials")
+        # Optuna's own default for several objectives; NSGA-II's first generation (50) is random.
         return AutoChoice("tpe", "several objectives, " + (f"{trials} trials" if trials else "open-ended budget"),
-                          {"multivariate": True, "n_startup_trials": startup_trials(trials)})
+                          {"n_startup_trials": startup_trials(trials)})
     tpe = {"n_startup_trials": startup_trials(trials)}
     if space.has_conditions:
         return AutoChoice("tpe", "conditional parameters", tpe)
