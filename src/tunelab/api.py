@@ -18,7 +18,7 @@ from tunelab.messages import TunelabWarning, logger, quiet_optuna, warn
 from tunelab.metrics import MetricSet
 from tunelab.names import check_study_name, safe_name_part
 from tunelab.objectives.base import prepare_objective, validate_objective
-from tunelab.samplers import make_sampler, parallelism_advice
+from tunelab.samplers import make_sampler, parallelism_advice, use_auto_choice
 from tunelab.space import Space
 from tunelab.storage import open_storage, resolve_storage_url
 from tunelab.study import STUDY_ATTR, StudyView, load_study as _load_study, stored_config
@@ -193,7 +193,7 @@ class _PythonDisplay:
     def start(self, view: StudyView, trials: int | None) -> None:
         from tunelab.display import ProgressBar, counted_before, start_line
 
-        line = start_line(self.config)
+        line = start_line(self.config, view)
         logger.info(line)
         if self.progress:
             print(line, flush=True)
@@ -280,7 +280,7 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
     execution = config.execution
     sampler = make_sampler(config.search.sampler, space=config.space, seed=config.search.seed,
                            workers=execution.workers, multi_objective=config.metrics.is_multi_objective,
-                           options=config.search.options)
+                           options=config.search.options, trials=trials)
     url = resolve_storage_url(config.storage, config.base_dir)
     trial_root = (config.base_dir / execution.trial_dir / config.name).resolve()
     warm = _warm_sources(config, url)  # errors (no such study, other directions) before any work
@@ -295,12 +295,17 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
         note = add_warm_trials(study, config.space, warm)
         if note:
             warn(note)  # once: a resumed run finds the sources already copied
-    advice = parallelism_advice(config.search.sampler, execution.workers, trials,
+    sampler_name, sampler_shown = config.search.sampler, config.search.sampler
+    if sampler_name == "auto":  # a resumed study keeps the sampler auto chose when it started
+        choice = use_auto_choice(study, space=config.space, seed=config.search.seed, workers=execution.workers,
+                                 multi_objective=config.metrics.is_multi_objective, trials=trials)
+        sampler_name, sampler_shown = choice.sampler, choice.describe()
+    advice = parallelism_advice(sampler_name, execution.workers, trials,
                                 set_workers="workers={n}" if surface == "api" else "--workers {n}")
     if advice:
         warn(advice)
     meta = {"metrics": [m.to_dict() for m in config.metrics.metrics], "space": config.space.to_dict(),
-            "sampler": config.search.sampler, "seed": config.search.seed, "scheduler": repr(scheduler)}
+            "sampler": sampler_shown, "seed": config.search.seed, "scheduler": repr(scheduler)}
     if study.user_attrs.get(STUDY_ATTR) != meta:
         study.set_user_attr(STUDY_ATTR, meta)
     trial_root.mkdir(parents=True, exist_ok=True)

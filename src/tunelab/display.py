@@ -12,9 +12,16 @@ if TYPE_CHECKING:
     from tunelab.tuner import Progress
 
 
-def start_line(config: "StudyConfig") -> str:
-    """``study NAME: 2 worker(s), sampler tpe; minimize loss (goal from its name)``."""
-    line = (f"study {config.name}: {config.execution.workers} worker(s), sampler {config.search.sampler}; "
+def start_line(config: "StudyConfig", view: "StudyView | None" = None) -> str:
+    """``study NAME: 2 worker(s), sampler tpe; minimize loss (goal from its name)``; for ``auto``,
+    the opened study's choice and why: ``sampler auto: gp (2 parameters, 30 trials)``."""
+    sampler = config.search.sampler
+    if sampler == "auto" and view is not None:
+        from tunelab.samplers import stored_auto_choice
+
+        choice = stored_auto_choice(view.optuna_study.user_attrs)
+        sampler = choice.describe() if choice is not None else sampler
+    line = (f"study {config.name}: {config.execution.workers} worker(s), sampler {sampler}; "
             f"{config.metrics.describe_goals()}")
     if config.defaulted:  # README, "Defaults for fine-tuning"
         line += f"; tunelab's fine-tuning defaults for {' and '.join(config.defaulted)}"

@@ -7,7 +7,9 @@ with the sequence instead of replaying it from the start.
 
 It also proposes each trial's whole config at once (every active parameter of the space) and
 compares it, after the space's own steps and rounding, with the configs of complete, pruned
-and running trials: a repeat is drawn again with another derived seed, a bounded number of times. What
+and running trials: a repeat is drawn again with another derived seed, a bounded number of times (the
+later half of the redraws uniformly: the GP sampler maximizes its model and repeats its point
+whatever the seed). What
 still repeats a complete trial after that, the tuner does not run: it records the earlier
 trial's result (``duplicate_of``); a repeat of a pruned trial runs (it has no final result to
 reuse). Redrawn proposals are counted on the trial (``resampled``).
@@ -146,8 +148,19 @@ class TrialSeededSampler(BaseSampler):
             if config_key(proposal, names) not in done:
                 break
             self._resampled[trial.number] = attempt
-            proposal = self._propose(self._new_inner(study, trial, attempt), study, trial)
+            if attempt <= self._max_resamples // 2:
+                proposal = self._propose(self._new_inner(study, trial, attempt), study, trial)
+            else:  # a sampler that maximizes its model (the GP) repeats its point whatever the seed
+                proposal = self._propose(self._random(study, trial, attempt), study, trial)
         return proposal
+
+    def _random(self, study: "optuna.Study", trial: "FrozenTrial", attempt: int) -> BaseSampler:
+        """A uniform draw for the later redraws; the trial keeps its model-based inner sampler."""
+        from optuna.samplers import RandomSampler
+
+        sampler = RandomSampler(seed=derive_seed(self._seed, trial.number, attempt))
+        sampler.before_trial(study, trial)
+        return sampler
 
     def _propose(self, inner: BaseSampler, study: "optuna.Study", trial: "FrozenTrial") -> dict[str, Any]:
         """A whole config: the inner sampler's relative part, the rest sampled independently."""

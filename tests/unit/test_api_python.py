@@ -25,7 +25,7 @@ def _tune(**kw):
 def test_progress_bar_start_line_and_summary(capsys) -> None:
     study = _tune(study_name="shown")
     out, err = capsys.readouterr()
-    assert "study shown: 1 worker(s), sampler tpe; minimize loss" in out
+    assert "study shown: 1 worker(s), sampler auto: gp (1 parameter, 4 trials); minimize loss" in out
     assert "4/4" in err and "best loss" in err  # the tqdm bar, with the CLI line's counts
     best = study.best_trial
     assert "study shown: 4 trials (4 complete)" in out

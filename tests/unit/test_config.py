@@ -29,7 +29,7 @@ def test_good_config(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, GOOD))
     assert cfg.name == "demo" and cfg.budget.trials == 5 and cfg.budget.time_s == 5400
     assert cfg.execution.workers == 2 and cfg.execution.timeout_s == 90
-    assert cfg.search.sampler == "tpe"
+    assert cfg.search.sampler == "auto"  # the default since issue 13
     assert cfg.with_overrides(workers=4, trials=9).execution.workers == 4
 
 

@@ -77,7 +77,7 @@ def test_unknown_sampler_and_option_are_config_errors() -> None:
     with pytest.raises(ConfigError) as err:
         make_sampler("tpe", space=space, seed=0, workers=1, multi_objective=False, options={"n_startup": 3})
     assert err.value.field == "search.n_startup" and "n_startup_trials" in str(err.value)
-    assert set(SAMPLERS) == {"tpe", "random", "qmc", "grid", "gp", "cmaes", "nsga2"}
+    assert set(SAMPLERS) == {"auto", "tpe", "random", "qmc", "grid", "gp", "cmaes", "nsga2"}
 
 
 def failing_above(config, reporter):

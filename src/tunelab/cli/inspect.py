@@ -62,7 +62,21 @@ def status_payload(study: Any) -> dict[str, Any]:
         "seeds": (group.as_dict() if (group := study.best_seed_group(trials)) is not None else None),
         "compute_s": round(sum(t.duration or 0.0 for t in trials), 3),
         "duplicates_avoided": duplicates_avoided(study.optuna_study.get_trials(deepcopy=False)),
+        "sampler": _sampler_shown(study),
     }
+
+
+def _sampler_shown(study: Any) -> str | None:
+    """The sampler of the study's last run; for ``auto``, what it chose and why."""
+    from tunelab.samplers import stored_auto_choice
+    from tunelab.study import STUDY_ATTR
+
+    attrs = study.optuna_study.user_attrs
+    sampler = (attrs.get(STUDY_ATTR) or {}).get("sampler")
+    choice = stored_auto_choice(attrs)
+    if choice is not None and (sampler is None or str(sampler).startswith("auto")):
+        return choice.describe()
+    return str(sampler) if sampler is not None else None
 
 
 def status(args: argparse.Namespace) -> int:
@@ -73,7 +87,8 @@ def status(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(to_json(payload))
         return 0
-    print(f"study {payload['study']}: {payload['trials']} trials")
+    print(f"study {payload['study']}: {payload['trials']} trials"
+          + (f", sampler {payload['sampler']}" if payload["sampler"] else ""))
     failures = payload["failures"]
     for state, count in payload["states"].items():
         line = f"  {state:<9}{count}"

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         # The start line names each optimized metric's direction; printed once the study is open,
         # so a config error stays the only line.
         study = run_study(config, on_progress=progress, callbacks=callbacks,
-                          on_start=lambda view, trials: print(start_line(config), flush=True))
+                          on_start=lambda view, trials: print(start_line(config, view), flush=True))
     except KeyboardInterrupt:
         progress.close()
         print("\nstopped: running trials were marked interrupted and will run again on the next "
