@@ -215,12 +215,33 @@ class RayCluster:
 
 
 @contextlib.contextmanager
-def ray_cluster(head_cpus: int = 2, worker_cpus: tuple[int, ...] = (1,)) -> Iterator[RayCluster]:
+def ray_cluster(head_cpus: int = 2, worker_cpus: tuple[int, ...] = (1,),
+                extra_env: dict[str, str] | None = None) -> Iterator[RayCluster]:
+    """A cluster whose settings (its auth token, and ``extra_env``) this process uses while it
+    runs; afterwards Ray is shut down here, the environment restored, and no process is left."""
     cluster = RayCluster.start(head_cpus, worker_cpus)
+    env = {**cluster.env, **(extra_env or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # for executors created in this process
+    if "ray" in sys.modules:  # imported before the token was set: make Ray read its settings again
+        from ray._raylet import Config
+
+        Config.initialize("")
     try:
         yield cluster
     finally:
-        cluster.stop()
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        cluster.stop()  # raises if a process of the cluster is left
+        assert cluster.leftovers() == []
 
 
 # ---- PostgreSQL --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its auth settings at import
     pytest.skip("Ray is not installed: pip install 'tunelab[ray]' (ray[default])", allow_module_level=True)
 
-from cluster_fixtures import RayCluster, session_pids  # noqa: E402
+from cluster_fixtures import RayCluster, ray_cluster, session_pids  # noqa: E402
 from conftest import tunelab_cli  # noqa: E402
 from tunelab.errors import ConfigError  # noqa: E402
 from tunelab.study import load_study  # noqa: E402
@@ -41,27 +41,8 @@ execution: {{backend: ray, workers: {workers}, trial_dir: {trial_dir}}}
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    c = RayCluster.start(head_cpus=2, worker_cpus=(1,))
-    saved = {k: os.environ.get(k) for k in c.env}
-    os.environ.update(c.env)  # for executors created in this process
-    if "ray" in sys.modules:  # imported before the token was set: make Ray read its settings again
-        from ray._raylet import Config
-
-        Config.initialize("")
-    try:
+    with ray_cluster(head_cpus=2, worker_cpus=(1,)) as c:
         yield c
-    finally:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        c.stop()  # raises if a process of the cluster is left
-        assert c.leftovers() == []
 
 
 def write_study(directory: Path, *, name: str, fn: str, trials: int, workers: int, extra: str = "",

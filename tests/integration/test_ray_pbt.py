@@ -23,7 +23,7 @@ import pytest
 if importlib.util.find_spec("ray") is None:  # not imported here: Ray reads its auth settings at import
     pytest.skip("Ray is not installed: pip install 'tunelab[ray]' (ray[default])", allow_module_level=True)
 
-from cluster_fixtures import RayCluster  # noqa: E402
+from cluster_fixtures import RayCluster, ray_cluster  # noqa: E402
 from tunelab.study import load_study  # noqa: E402
 
 OBJECTIVE = '''
@@ -70,19 +70,8 @@ execution: {{backend: ray, workers: 3, trial_dir: {trial_dir}}}
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayCluster]:
-    c = RayCluster.start(head_cpus=2, worker_cpus=(1,))
-    saved = {k: os.environ.get(k) for k in c.env}
-    os.environ.update(c.env)
-    try:
+    with ray_cluster(head_cpus=2, worker_cpus=(1,)) as c:
         yield c
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        c.stop()  # raises if a process of the cluster is left
-        assert c.leftovers() == []
 
 
 def test_a_pbt_clone_on_ray_restores_its_parents_state_from_the_shared_directory(cluster: RayCluster,

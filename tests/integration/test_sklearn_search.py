@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -77,30 +76,15 @@ ray_missing = importlib.util.find_spec("ray") is None
 def cluster() -> Iterator[Any]:
     if ray_missing:
         pytest.skip("Ray is not installed: pip install 'tunelab[ray]' (ray[default])")
-    from cluster_fixtures import RayCluster
+    from cluster_fixtures import ray_cluster
 
-    c = RayCluster.start(head_cpus=2, worker_cpus=())
-    env = {**c.env, "RAY_ADDRESS": c.address}  # tune() connects to the cluster that RAY_ADDRESS names
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    if "ray" in sys.modules:  # imported before the token was set: make Ray read its settings again
-        from ray._raylet import Config
-
-        Config.initialize("")
-    try:
-        yield c
-    finally:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        c.stop()
-        assert c.leftovers() == []
+    saved = os.environ.get("RAY_ADDRESS")
+    with ray_cluster(head_cpus=2, worker_cpus=()) as c:
+        os.environ["RAY_ADDRESS"] = c.address  # tune() connects to the cluster that RAY_ADDRESS names
+        try:
+            yield c
+        finally:
+            os.environ.pop("RAY_ADDRESS", None) if saved is None else os.environ.update(RAY_ADDRESS=saved)
 
 
 def test_digits_on_ray(cluster: Any, digits: Any, tmp_path: Path) -> None:
