@@ -434,3 +434,23 @@ def test_a_local_start_listens_on_loopback_only_and_sends_no_usage_stats(tmp_pat
     assert all(report["usage_off"].values()), report["usage_off"]
     # Set in the driver while its Ray instance runs (Ray starts agents later from it), then removed.
     assert report["driver_env"] == "0" and report["driver_env_after"] is None
+
+
+def test_tunelab_search_cv_on_ray(cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TunelabSearchCV (issue 12) on scikit-learn's digits with backend="ray": each trial a Ray task."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from test_sklearn_search import SPACE, check_search, model
+
+    from tunelab.sklearn import TunelabSearchCV
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)  # tune() connects to the cluster RAY_ADDRESS names
+    est = TunelabSearchCV(model(), SPACE, n_trials=4, cv=3, backend="ray", workers=2, sampler="random",
+                          random_state=1, scheduler="asha", trial_dir=str(tmp_path / "shared"))
+    est.fit(X_train, y_train)
+    check_search(est, X_test, y_test, 4)
+    logs = [p.read_text() for p in sorted((tmp_path / "shared" / "tunelab-search-cv").glob("trial_*/trial.log"))]
+    assert len(logs) == 4 and all("Ray node" in log for log in logs)  # each trial ran as a Ray task
