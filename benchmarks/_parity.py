@@ -50,18 +50,6 @@ VARIANTS = {
 }
 
 
-def _grouped_w50(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
-    """tunelab's batch order before the parity fix: windows of 50 batches, whatever the data size."""
-    order = rng.permutation(len(lengths))
-    window = batch_size * 50
-    batches: list[np.ndarray] = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def _windowed(batches_per_window: int) -> Callable[..., list[np.ndarray]]:
     def grouped(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
         order = rng.permutation(len(lengths))
@@ -73,6 +61,10 @@ def _windowed(batches_per_window: int) -> Callable[..., list[np.ndarray]]:
             batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
         return [batches[i] for i in rng.permutation(len(batches))]
     return grouped
+
+
+#: tunelab's batch order before the parity fix: windows of 50 batches, whatever the data size.
+_grouped_w50 = _windowed(50)
 
 
 def _patch(variant: str) -> bool:
