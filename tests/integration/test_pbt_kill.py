@@ -12,6 +12,7 @@ state reports the parent's total plus its own ``x``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,7 +82,11 @@ def frozen(cwd: Path, storage: str = "tunelab.journal") -> list:
     if storage.startswith("sqlite:///"):
         if not (cwd / storage[len("sqlite:///"):]).exists():
             return []
-        opened: object = optuna.storages.RDBStorage(f"sqlite:///{cwd / storage[len('sqlite:///'):]}")
+        # Through tunelab's opener: it takes the file's creation lock, so this poll cannot race the
+        # driver creating the tables (a bare RDBStorage here made the driver's creation fail).
+        from tunelab.storage import open_storage
+
+        opened: object = open_storage(f"sqlite:///{cwd / storage[len('sqlite:///'):]}")
     elif (cwd / storage).exists():
         opened = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(cwd / storage)))
     else:
@@ -216,15 +221,18 @@ def test_two_drivers_continue_one_pbt_population_without_running_a_member_twice(
 
     (tmp_path / "pbt_kill_objective.py").write_text(OBJECTIVE)
     (tmp_path / "driver.py").write_text(DRIVER)
-    driver = subprocess.Popen([sys.executable, "driver.py", storage], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    with open(tmp_path / "first_driver.log", "w") as log:
+        driver = subprocess.Popen([sys.executable, "driver.py", storage], cwd=tmp_path, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while not all_held(tmp_path, storage):
-            assert driver.poll() is None and time.monotonic() < deadline, "the population never reached the hold"
+            assert driver.poll() is None and time.monotonic() < deadline, (
+                "the population never reached the hold", (tmp_path / "first_driver.log").read_text()[-3000:])
             time.sleep(0.1)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the driver may have exited on its own (reported above)
+            os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     left = {t.number for t in frozen(tmp_path, storage) if t.state.name == "RUNNING" and reports_of(t)}
     assert left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -110,7 +111,14 @@ def test_signal_stops_every_child(study_dir: Path, sig: int) -> None:
     pids = trial_pids(study_dir)
     assert all(alive(p) for p in pids)
     os.kill(driver.pid, sig)
-    out, _ = driver.communicate(timeout=30)
+    try:
+        out, _ = driver.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # leave nothing running behind a failed test
+        os.killpg(driver.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the driver did not stop within 30 s of the signal:\n{driver.communicate()[0]}")
     assert driver.returncode == 130, out
     assert [p for p in pids if alive(p)] == []  # zero processes left, grandchildren included
     trials = load_study(str(study_dir / "tunelab.journal"), "slow").trials()
