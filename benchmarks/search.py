@@ -322,6 +322,18 @@ def verdict(wins: float, n: int, p: float) -> str:
     return "**win**" if wins > n / 2 else "**loss**"
 
 
+def holm_significant(pvalues: dict[Any, float], alpha: float = 0.05) -> set[Any]:
+    """The tests still significant after Holm's step-down correction for the whole family
+    (every problem at every budget): uncorrected, 56 tests at 0.05 give ~3 false verdicts."""
+    ordered = sorted(pvalues.items(), key=lambda kv: kv[1])
+    significant = set()
+    for i, (key, p) in enumerate(ordered):
+        if p > alpha / (len(ordered) - i):
+            break
+        significant.add(key)
+    return significant
+
+
 def g(x: float) -> str:
     return f"{x:.4g}"
 
@@ -341,6 +353,13 @@ def render(data: dict[str, Any]) -> str:
              "default sampler; `random` is `RandomSampler(seed=s)`; `auto` is tunelab's `make_sampler(\"auto\", "
              "trials=budget, seed=s)`, the sampler a study with that budget gets.", ""]
     # summary
+    tests = {}
+    for b in budgets:
+        for name, entry in results.items():
+            values = {s: entry["runs"][s][str(b)]["best"] for s in SYSTEMS}
+            wins, p = compare(values["auto"], values["tpe"])
+            tests[(b, name)] = (wins, len(values["auto"]), p)
+    corrected = holm_significant({k: v[2] for k, v in tests.items()})
     rows = []
     for b in budgets:
         key = str(b)
@@ -357,11 +376,14 @@ def render(data: dict[str, Any]) -> str:
             lost += r["auto"] > r["tpe"]
             sig_win += verdict(wins, n, p) == "**win**"
             sig_loss += verdict(wins, n, p) == "**loss**"
+        held = [tests[(b, name)] for name in results if (b, name) in corrected]
         rows.append([b, *(f"{np.mean(mean[s]):.2f}" for s in SYSTEMS), f"{won} / {lost} / {len(results) - won - lost}",
-                     sig_win, sig_loss])
+                     sig_win, sig_loss, f"{sum(w > n / 2 for w, n, _ in held)} / {sum(w < n / 2 for w, n, _ in held)}"])
     lines += ["## Summary", "", md_table(["trials", "mean rank auto", "mean rank tpe", "mean rank random",
                                           "problems auto ranks better / worse / equal vs tpe",
-                                          "significant wins vs tpe", "significant losses vs tpe"], rows), ""]
+                                          "significant wins vs tpe", "significant losses vs tpe",
+                                          f"wins / losses vs tpe after Holm's correction ({len(tests)} tests)"],
+                                         rows), ""]
     # auto's choices
     rows = [[name, entry["description"], *(entry["auto_choice"][str(b)].removeprefix("auto: ") for b in budgets)]
             for name, entry in results.items()]
