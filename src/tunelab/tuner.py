@@ -33,6 +33,7 @@ from tunelab.cma import pickled_state_keys
 from tunelab.driver import driver_alive, this_driver
 from tunelab.executors.base import RESTORE, TrialSpec, copy_parent_checkpoint
 from tunelab.failures import failure_line
+from tunelab.interrupts import deferred_interrupts
 from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
 from tunelab.repeats import (REPEAT_OF, SEED, Repeats, earlier_twin, is_repeat, kept_checkpoints, missing_repeats,
@@ -138,6 +139,7 @@ class Tuner:
         self._stopping = False
         self._begun = False
         self._finished_run = False
+        self._stop_requested: Callable[[], bool] = lambda: False  # a Ctrl-C / SIGTERM while run() runs
         # Other drivers' trials as last given to the scheduler: number -> (system attrs, state).
         self._seen_reports: dict[int, tuple[int, State]] = {}
         self._own: set[int] = set()  # trials this driver ran, or loaded as finished at start
@@ -151,12 +153,16 @@ class Tuner:
     # ---- the loop --------------------------------------------------------------------------
 
     def run(self) -> StudyView:
-        self.begin()
-        try:
-            while self.launch_ready():
-                self.step()
-        finally:
-            self.finish()
+        with deferred_interrupts() as interrupted:
+            self._stop_requested = interrupted
+            self.begin()
+            try:
+                while not interrupted() and self.launch_ready():
+                    self.step()
+            finally:
+                self.finish()
+            if interrupted():  # the running trials were stopped and marked interrupted by finish()
+                raise KeyboardInterrupt
         return StudyView(self.study)
 
     # run() in parts, so that a test can interleave several drivers on one simulated clock.
@@ -176,7 +182,8 @@ class Tuner:
     def launch_ready(self) -> bool:
         """Start what the budget and the executor allow; whether any trial runs."""
         self._check_stop_conditions()
-        while not self._stopping and self.executor.capacity() > 0 and self._budget_left():
+        while (not self._stopping and not self._stop_requested() and self.executor.capacity() > 0
+               and self._budget_left()):
             if not self._launch_next():
                 break
         self._launch_repeats()
@@ -392,12 +399,14 @@ class Tuner:
         number = trial.number
         trial_dir = self.trial_root / trial_dir_name(number)
         from_checkpoint, start_step = self._restore_point(number, parent, trial_dir, start_step)
-        self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot,
-                                       start_step))
         record = TrialRecord(number, config, State.RUNNING, (), None, parent, replaces)
+        # Live before the launch: a launch cut short (an exception, a second Ctrl-C) still ends
+        # the trial as interrupted at shutdown, and storage never keeps it "running".
         self._live[number] = _Live(trial, record, slot, trial_dir, _optuna.trial_id_of(trial, self.study, self.storage),
                                    started=self.clock())
         self._own.add(number)
+        self.executor.launch(TrialSpec(number, config, trial_dir, from_checkpoint, self.trial_timeout_s, slot,
+                                       start_step))
         self.callbacks.call("on_trial_start", number, config)
 
     def _free_slot(self) -> int:

@@ -30,8 +30,10 @@ tracking: {{mlflow: false}}
 
 
 def start_driver(cwd: Path) -> subprocess.Popen:
+    # PYTHONFAULTHANDLER: a driver that hangs is sent SIGABRT and prints where each thread was.
     return subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", "run", "study.yaml"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
@@ -113,7 +115,10 @@ def test_signal_stops_every_child(study_dir: Path, sig: int) -> None:
     os.kill(driver.pid, sig)
     try:
         out, _ = driver.communicate(timeout=30)
-    except subprocess.TimeoutExpired:  # leave nothing running behind a failed test
+    except subprocess.TimeoutExpired:  # say where the driver hung; leave nothing running behind
+        os.kill(driver.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            driver.wait(timeout=10)
         os.killpg(driver.pid, signal.SIGKILL)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

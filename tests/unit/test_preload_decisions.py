@@ -124,19 +124,3 @@ def test_make_executor_passes_preload_on() -> None:
     executor = make_executor(objective, parse_execution({}))
     assert executor._preloader is not None and executor._preloader.proc is None  # started at the first launch
 
-
-def test_an_interrupt_waits_until_a_fork_server_message_is_kept() -> None:
-    """A Ctrl-C between reading the server's message and keeping it would lose a trial's exit (then
-    shutdown waits for it forever): it is held until the message is kept, then raised."""
-    import os
-    import signal
-
-    from tunelab.executors._preload import _interrupts_held
-
-    kept = []
-    with pytest.raises(KeyboardInterrupt):
-        with _interrupts_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            kept.append("exit of trial 7")  # still reached: the interrupt waits for the block's end
-    assert kept == ["exit of trial 7"]
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked again

@@ -15,17 +15,15 @@ thread, when CUDA was initialized in it, or when it is gone.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tunelab.executors._preload_server import MAX_MESSAGE, send
 
@@ -163,12 +161,11 @@ class Preloader:
             return None
         assert self.sock is not None
         try:
-            with _interrupts_held():  # a Ctrl-C between the fork and its reply would lose the trial's pid
-                send(self.sock, {"op": "spawn", "env": env, "cwd": os.getcwd()}, (trial_fd, log_fd))
-                while True:
-                    reply = self._receive(60.0)
-                    if reply is None or reply.get("op") in ("spawned", "refused"):
-                        break
+            send(self.sock, {"op": "spawn", "env": env, "cwd": os.getcwd()}, (trial_fd, log_fd))
+            while True:
+                reply = self._receive(60.0)
+                if reply is None or reply.get("op") in ("spawned", "refused"):
+                    break
         except (OSError, EOFError) as exc:  # gone, or a message too large for the socket
             reply = {"op": "refused", "why": str(exc)}
         if reply is None or reply["op"] != "spawned":
@@ -188,13 +185,12 @@ class Preloader:
             ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 return None
-            with _interrupts_held():  # a message read must be kept: a lost exit would be waited for forever
-                data = self.sock.recv(MAX_MESSAGE)
-                if not data:
-                    raise EOFError("the fork server is gone")
-                message = json.loads(data)
-                if message.get("op") == "exited":
-                    self._exits[int(message["pid"])] = int(message["returncode"])
+            data = self.sock.recv(MAX_MESSAGE)
+            if not data:
+                raise EOFError("the fork server is gone")
+            message = json.loads(data)
+            if message.get("op") == "exited":
+                self._exits[int(message["pid"])] = int(message["returncode"])
             return message
         raise EOFError("the fork server is closed")
 
@@ -220,18 +216,6 @@ class Preloader:
             except OSError:
                 pass
         return code
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM (which the driver turns into ``KeyboardInterrupt``) wait until the block
-    ends: the fork server's messages are read and kept whole, or not at all."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class Forked:

@@ -45,6 +45,7 @@ class TensorboardWriter(Writer):
         super().__init__(runs)
         self.root = Path(settings.dir)
         self._files: dict[str, Any] = {}
+        self._on_disk: dict[str, set[tuple[str, int]]] = {}  # (tag, step) a run's event files hold
 
     def classify(self, exc: BaseException) -> Exception:
         """Local files: a full or unwritable disk may pass; anything else is this record's fault."""
@@ -52,19 +53,40 @@ class TensorboardWriter(Writer):
             return super().classify(exc)
         return RecordRejected(f"{type(exc).__name__}: {_short(exc)}")
 
+    def _dir(self, key: str) -> Path:
+        return self.root / f"trial_{int(key.split(':', 1)[1]):04d}"
+
     def _file(self, key: str) -> Any:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         if key not in self._files:
-            path = self.root / f"trial_{int(key.split(':', 1)[1]):04d}"
+            path = self._dir(key)
             self._files[key] = EventFileWriter(str(path))
             self.runs.set(key, str(path))
         return self._files[key]
+
+    def _already_written(self, key: str) -> set[tuple[str, int]]:
+        """(tag, step) of every value the run's event files hold: a record sent again after a
+        crash (``replay``) may have been written before it; TensorBoard would show it twice."""
+        if key not in self._on_disk:
+            from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+            written: set[tuple[str, int]] = set()
+            for path in sorted(self._dir(key).glob("events.out.tfevents.*")):
+                try:
+                    for event in LegacyEventFileLoader(str(path)).Load():
+                        written.update((value.tag, event.step) for value in event.summary.value)
+                except Exception:  # noqa: BLE001 - a last record cut short by a kill: what came before counts
+                    pass
+            self._on_disk[key] = written
+        return self._on_disk[key]
 
     def _write(self, key: str, values: list[Any], step: int, wall_ms: int) -> None:
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
         writer = self._file(key)
+        if key in self._on_disk:
+            self._on_disk[key].update((value.tag, step) for value in values)
         writer.add_event(event_pb2.Event(wall_time=wall_ms / 1000, step=step, summary=summary_pb2.Summary(value=values)))
 
     # ---- the protocol ----------------------------------------------------------------------------
@@ -80,8 +102,9 @@ class TensorboardWriter(Writer):
 
         if record["key"] == STUDY_KEY:
             return
+        written = self._already_written(record["key"]) if replay else set()
         for name, value, ts, step in record.get("metrics") or []:
-            if value is not None:
+            if value is not None and (name, int(step)) not in written:
                 self._write(record["key"], [summary_pb2.Summary.Value(tag=name, simple_value=float(value))],
                             int(step), int(ts))
         self._file(record["key"]).flush()  # a kill -9 loses nothing already sent
@@ -92,6 +115,10 @@ class TensorboardWriter(Writer):
 
         key = record["key"]
         self.log(record, replay)
+        if replay and (metadata.SESSION_END_INFO_TAG, 0) in self._already_written(key):
+            self._files.pop(key).close()  # the session was written before the crash
+            self.runs.mark_ended(key)
+            return
         tags = record.get("tags") or {}
         start = plugin_data_pb2.SessionStartInfo(start_time_secs=record.get("start_ms", record["end_ms"]) / 1000)
         hparams = {**(record.get("config") or {}), "state": tags.get("state", ""),

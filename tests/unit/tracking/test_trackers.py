@@ -180,3 +180,29 @@ def test_trials_run_before_tracking_was_on_are_not_sent(tmp_path: Path) -> None:
            "tracking": {}}
     run_study(parse_config(raw, base_dir=tmp_path), callbacks=[tracker])
     assert set(client.children()) == {2}
+
+
+def test_tensorboard_records_sent_again_after_a_crash_are_not_written_twice(tmp_path: Path) -> None:
+    """A kill -9 after the event file got a report but before the spool marked it sent: the next
+    run replays it. Each (metric, step) and the HParams session stay once in the run."""
+    from tunelab.tracking.settings import TensorboardSettings
+    from tunelab.tracking.spool import RunMap
+    from tunelab.tracking.tensorboard import TensorboardWriter
+
+    settings = TensorboardSettings(str(tmp_path / "tb"))
+    trial = {"op": "trial", "key": "trial:2", "number": 2, "name": "trial_0002", "start_ms": 1000, "config": {"x": 1}}
+    logs = [{"op": "log", "key": "trial:2", "metrics": [["score", 0.1 * i, 1000 + i, i]]} for i in range(3)]
+    end = {"op": "end", "key": "trial:2", "number": 2, "status": "FINISHED", "end_ms": 5000,
+           "metrics": [["score", 0.3, 5000, 3]], "tags": {"state": "complete", "failure_kind": ""},
+           "config": {"x": 1}, "summary": {}}
+    before_the_kill = TensorboardWriter(settings, RunMap(tmp_path / "state"))
+    for record in (trial, *logs, end):
+        before_the_kill.send(record)
+    after = TensorboardWriter(settings, RunMap(tmp_path / "state"))  # the next run, sending the spool again
+    for record in (trial, *logs, {**logs[2], "metrics": [["score", 0.25, 1003, 2], ["other", 1.0, 1003, 2]]}, end):
+        after.send(record, replay=True)
+    after.close()
+    (run,) = tensorboard_runs(tmp_path / "tb").values()
+    assert [step for step, _ in run["scalars"]["score"]] == [0, 1, 2, 3]
+    assert [step for step, _ in run["scalars"]["other"]] == [2]  # what never reached the file is written
+    assert len(run["hparams"]) == 1 and len(run["status"]) == 1
