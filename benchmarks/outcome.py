@@ -484,8 +484,9 @@ def w_ray(clock: TreeClock, s: Mapping[str, Any], seed: int, tmp: Path, data: Pa
                     tune.report({"accuracy": float(metrics["eval_accuracy"]), "epoch": float(state.epoch),
                                  "t": time.time()}, checkpoint=tune.Checkpoint.from_directory(directory))
 
+        out = _tempfile.TemporaryDirectory(prefix="tlout-ray-")  # the Trainer's output_dir (nothing is saved there)
         trainer = Trainer(model_init=env["model_init"],
-                          args=hf_args(Path(_tempfile.mkdtemp(prefix="tlout-ray-")), seed, max_epochs, 1,
+                          args=hf_args(Path(out.name), seed, max_epochs, 1,
                                        learning_rate=config["learning_rate"],
                                        per_device_train_batch_size=int(config["batch_size"]),
                                        warmup_steps=float(config["warmup_ratio"]),
@@ -493,7 +494,10 @@ def w_ray(clock: TreeClock, s: Mapping[str, Any], seed: int, tmp: Path, data: Pa
                           train_dataset=env["splits"]["train"], eval_dataset=env["splits"]["validation"],
                           data_collator=env["collator"], processing_class=env["tokenizer"],
                           compute_metrics=compute_metrics, callbacks=[Report()])
-        trainer.train()
+        try:
+            trainer.train()
+        finally:
+            out.cleanup()
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="tlray", dir="/tmp"))  # short: Ray's socket paths have a length limit
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
