@@ -63,6 +63,15 @@ def trial_pids(cwd: Path) -> list[int]:
     return pids
 
 
+def signal_masks(pid: int) -> str:
+    """The kernel's view of a process's signals: blocked, ignored, caught (hex masks)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return ", ".join(line.strip() for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+    except OSError:
+        return "no /proc entry"
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -116,14 +125,15 @@ def test_signal_stops_every_child(study_dir: Path, sig: int) -> None:
     try:
         out, _ = driver.communicate(timeout=30)
     except subprocess.TimeoutExpired:  # say where the driver hung; leave nothing running behind
+        masks = signal_masks(driver.pid)
         os.kill(driver.pid, signal.SIGABRT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            driver.wait(timeout=10)
-        os.killpg(driver.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        pytest.fail(f"the driver did not stop within 30 s of the signal:\n{driver.communicate()[0]}")
+        pytest.fail(f"the driver did not stop within 30 s of the signal ({masks}; the test process: "
+                    f"{signal_masks(os.getpid())}):\n{driver.communicate()[0]}")
     assert driver.returncode == 130, out
     assert [p for p in pids if alive(p)] == []  # zero processes left, grandchildren included
     trials = load_study(str(study_dir / "tunelab.journal"), "slow").trials()
