@@ -716,7 +716,9 @@ Ray's ASHA: grace 1 epoch, reduction factor {s['ray_reduction_factor']}. Seeds: 
 
 **CPU s**: user + system seconds of the system's whole process tree (its interpreter and every
 descendant: trial processes, Ray's raylet, GCS and workers), a psutil sweep every {SAMPLE_S:g} s
-(each process's own times plus those of the children it reaped), from the worker's start (imports,
+(the larger of two lower bounds: the live processes' own times plus those of the children they reaped, and
+every process ever seen with its own times as last seen; the second counts Ray's workers, whose times
+reach no live process), from the worker's start (imports,
 Ray's start, tokenization, model loading) until the user holds the final model: tunelab's export, the HF
 retrain, Ray's best checkpoint loaded, the grid's best weights. Test scoring is not counted. CPU at an
 evaluation is interpolated between sweeps. The JSON keeps a cross-check per run, `rusage_cpu_s`
