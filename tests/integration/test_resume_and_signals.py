@@ -29,10 +29,10 @@ tracking: {{mlflow: false}}
 """
 
 
-# The driver as a terminal starts it: Ctrl-C delivered. In the full suite the test process itself
-# ignores SIGINT and SIGQUIT (seen in /proc: SigIgn 0x...1006, as C's system() leaves them while a
-# command runs), and an ignored signal stays ignored in every child, so a plain Popen driver never
-# heard the test's Ctrl-C; tunelab rightly keeps a SIGINT its parent chose to ignore.
+# The driver as a terminal starts it: Ctrl-C delivered. When `make test` itself runs in the
+# background of a non-interactive shell (`make test &`), POSIX has it ignore SIGINT and SIGQUIT
+# (seen in /proc: SigIgn ...1006), every child inherits that, and a plain Popen driver never heard
+# the test's Ctrl-C; tunelab rightly keeps a SIGINT its parent chose to ignore.
 DRIVER = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
           "sys.argv = ['tunelab', 'run', 'study.yaml']; runpy.run_module('tunelab.cli.main', run_name='__main__')")
 

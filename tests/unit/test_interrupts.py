@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pytest
 
@@ -18,6 +18,15 @@ from tunelab.testing.simulate import simulated_tuner
 from tunelab.trial import State
 
 SCORE = MetricSet.parse([{"name": "score", "goal": "maximize"}])
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_delivered() -> Iterator[None]:
+    """Ctrl-C as a terminal delivers it: a test run started in the background of a shell inherits
+    SIGINT ignored (POSIX), and an ignored signal rightly stays ignored by tunelab."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 CONFIGS = [{"x": i / 10} for i in range(10)]
 
 
