@@ -51,15 +51,10 @@ VARIANTS = {
 
 
 def _windowed(batches_per_window: int) -> Callable[..., list[np.ndarray]]:
+    from tunelab.nlp.batching import windowed_batches
+
     def grouped(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
-        order = rng.permutation(len(lengths))
-        window = batch_size * batches_per_window
-        batches: list[np.ndarray] = []
-        for start in range(0, len(order), window):
-            chunk = order[start:start + window]
-            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-        return [batches[i] for i in rng.permutation(len(batches))]
+        return windowed_batches(lengths, batch_size, rng, batches_per_window)
     return grouped
 
 

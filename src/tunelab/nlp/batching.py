@@ -32,8 +32,14 @@ def window_batches(n_examples: int, batch_size: int, group_factor: int = GROUP_F
 def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                     group_factor: int = GROUP_FACTOR) -> list[np.ndarray]:
     """Training batches: shuffle, sort small windows of batches by length, shuffle batches."""
+    return windowed_batches(lengths, batch_size, rng, window_batches(len(lengths), batch_size, group_factor))
+
+
+def windowed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                     batches_per_window: int) -> list[np.ndarray]:
+    """``grouped_batches`` with the window given as it is, uncapped (the parity ablations use it)."""
     order = rng.permutation(len(lengths))
-    window = batch_size * window_batches(len(lengths), batch_size, group_factor)
+    window = batch_size * batches_per_window
     batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start:start + window]
