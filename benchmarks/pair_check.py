@@ -4,6 +4,10 @@ ended lower). Prints the validation accuracy after each epoch.
 
     PYTHONPATH=src python benchmarks/pair_check.py tunelab SEED
     PYTHONPATH=src python benchmarks/pair_check.py hf SEED
+    PYTHONPATH=src python benchmarks/pair_check.py tunelab-stock SEED    # fast_path: false
+    PYTHONPATH=src python benchmarks/pair_check.py tunelab-random SEED   # random batches, no length groups
+
+15 seeds (0..14) of ``tunelab`` and ``hf``, 10 of each ablation: ``benchmarks/results/outcome.md``.
 
 1 torch thread each. The data is what ``benchmarks/outcome.py --train 1000`` prepares
 (``examples/demo/data/outcome-1000-300-500``): run that first.
@@ -20,7 +24,8 @@ torch.set_num_threads(1)
 DATA = HERE.parent / "examples" / "demo" / "data" / "outcome-1000-300-500"
 CFG = dict(learning_rate=2.79e-4, batch_size=16, warmup_ratio=0.078, weight_decay=0.0118)
 seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-if sys.argv[1] == "tunelab":
+VARIANT = sys.argv[1]  # tunelab, tunelab-stock (fast_path off), tunelab-random (random batches), hf
+if VARIANT.startswith("tunelab"):
     from nlp_fixtures import make_reporter
     from tunelab.metrics import MetricSet
     from tunelab.objectives.text_classification import TextClassification
@@ -30,13 +35,18 @@ if sys.argv[1] == "tunelab":
            "data": {"train": "train.csv", "validation": "validation.csv", "text": "text", "label": "label"},
            "cache_dir": str(Path(tempfile.gettempdir()) / f"pair-cache{seed}"), "device": "cpu", "num_train_epochs": 2, "seed": seed,
            "learning_rate": CFG["learning_rate"], "per_device_train_batch_size": CFG["batch_size"],
-           "warmup_ratio": CFG["warmup_ratio"], "weight_decay": CFG["weight_decay"]}
+           "warmup_ratio": CFG["warmup_ratio"], "weight_decay": CFG["weight_decay"],
+           "fast_path": VARIANT != "tunelab-stock"}
+    if VARIANT == "tunelab-random":  # one batch a sorting window: the Trainer's random batches
+        import tunelab.nlp.train as T
+        from tunelab.nlp.batching import windowed_batches
+        T.grouped_batches = lambda lengths, size, rng: windowed_batches(lengths, size, rng, 1)
     obj = TextClassification.from_config(raw, base_dir=DATA)
     obj.validate(Space({}), MetricSet.parse([{"name": "accuracy", "goal": "maximize"}]))
     obj.prepare(Path(tempfile.gettempdir()) / f"pair-work{seed}")
     rep = make_reporter(Path(tempfile.gettempdir()) / f"pair-trial{seed}", config={}, cpus=1)
     res = obj({}, rep)
-    print("tunelab", seed, [(s, round(m["accuracy"], 3)) for s, m in rep.channel.results], round(res["train_loss"], 4))
+    print(VARIANT, seed, [(s, round(m["accuracy"], 3)) for s, m in rep.channel.results], round(res["train_loss"], 4))
 else:
     import outcome as O
     from transformers import Trainer, set_seed

@@ -22,15 +22,26 @@ the smallest; all choices were within 0.7 points there.
 A setting the objective fixes (``objective: {weight_decay: 0.01}``) is left out of the space
 (and of the start points): what the user gives is kept.
 
-Known-good start points run first (enqueued when the study is new): the classic BERT grid,
-learning rate 2e-5, 3e-5 and 5e-5 with batch 32 then 16, no warmup and no weight decay (the
-Trainer's defaults), as many as fit in a third of the trial budget (all six for 18 trials or
-more).
+Known-good start points run first (enqueued when the study is new), as many as fit in a third
+of the trial budget (all six for 18 trials or more), with no warmup and no weight decay (the
+Trainer's defaults). Which grid depends on the size of the encoder (its layers after
+``model_kwargs``, read from the model's ``config.json``):
+
+- base-size and larger encoders, or a model whose size is unknown here (a hub name): BERT's grid
+  (Devlin et al. 2019), learning rate 2e-5, 3e-5 and 5e-5 with batch 32 then 16;
+- compact encoders (under ``COMPACT_MAX_PARAMETERS`` in their layers: MiniLM, BERT-mini/small/medium,
+  a model cut to a few layers): the grid Google's compact BERTs were fine-tuned over (Turc et al.
+  2019, "Well-Read Students Learn Better": 3e-4, 1e-4, 5e-5, 3e-5), from its middle outwards,
+  1e-4, 3e-4 then 5e-5, with batch 32 then 16. BERT's rates are made for 85M parameters of
+  layers: on the demo's 2-layer MiniLM (3.5M) they stayed at chance for 2 epochs
+  (``benchmarks/results/defaults_curves.json``, ``outcome.md``).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
@@ -42,9 +53,20 @@ DEFAULT_SPACE: dict[str, Any] = {
     "warmup_ratio": {"float": [0.0, 0.1]},
     "weight_decay": {"float": [0.0, 0.1]},
 }
-START_POINTS: tuple[dict[str, Any], ...] = tuple(
-    {"learning_rate": lr, "batch_size": batch, "warmup_ratio": 0.0, "weight_decay": 0.0}
-    for batch in (32, 16) for lr in (2e-5, 3e-5, 5e-5))
+
+
+def _grid(rates: Sequence[float]) -> tuple[dict[str, Any], ...]:
+    return tuple({"learning_rate": lr, "batch_size": batch, "warmup_ratio": 0.0, "weight_decay": 0.0}
+                 for batch in (32, 16) for lr in rates)
+
+
+#: BERT's fine-tuning grid (Devlin et al. 2019), for base-size encoders.
+START_POINTS = _grid((2e-5, 3e-5, 5e-5))
+#: The compact BERTs' grid (Turc et al. 2019) less its lowest rate, from its middle outwards.
+COMPACT_START_POINTS = _grid((1e-4, 3e-4, 5e-5))
+#: Encoders with fewer parameters in their layers (embeddings not counted) are compact. BERT-base
+#: has 85M, DistilBERT 42M; BERT-medium 25M, MiniLM-L12-H384 21M, the demo's 2-layer MiniLM 3.5M.
+COMPACT_MAX_PARAMETERS = 30_000_000
 #: No trial is stopped before this many epochs; then half of those at a rung go on.
 GRACE_EPOCHS = 1
 REDUCTION_FACTOR = 2
@@ -68,11 +90,41 @@ def default_space(objective: Any) -> dict[str, Any]:
     return {name: spec for name, spec in DEFAULT_SPACE.items() if canonical(name) not in given}
 
 
+def layer_parameters(config: Mapping[str, Any], model_kwargs: Mapping[str, Any] | None = None) -> int | None:
+    """Parameters in an encoder's layers (attention and feed-forward weights) from its
+    ``config.json`` and the ``model_kwargs`` overrides; ``None`` when the config does not say."""
+    merged = {**config, **(model_kwargs or {})}
+    layers = merged.get("num_hidden_layers", merged.get("n_layers"))  # BERT-like, DistilBERT
+    hidden = merged.get("hidden_size", merged.get("dim"))
+    inner = merged.get("intermediate_size", merged.get("hidden_dim"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (layers, hidden, inner)):
+        return None
+    return layers * (4 * hidden * hidden + 2 * hidden * inner)
+
+
+def _model_layer_parameters(objective: Any) -> int | None:
+    """``layer_parameters`` of the objective's model, when it is a local directory (JSON only)."""
+    try:
+        config = json.loads((Path(objective.model_source()) / "config.json").read_text())
+    except (AttributeError, ImportError, OSError, ValueError):
+        return None  # a hub name, a missing package: checked later, with a clear error
+    if not isinstance(config, Mapping):
+        return None
+    return layer_parameters(config, getattr(objective, "model_kwargs", None))
+
+
+def start_grid(objective: Any) -> tuple[dict[str, Any], ...]:
+    """BERT's grid, or the compact grid for an encoder under ``COMPACT_MAX_PARAMETERS``."""
+    size = _model_layer_parameters(objective)
+    return COMPACT_START_POINTS if size is not None and size < COMPACT_MAX_PARAMETERS else START_POINTS
+
+
 def default_start_points(objective: Any) -> tuple[dict[str, Any], ...]:
-    """``START_POINTS`` over the default space left by the objective's own settings, without repeats."""
+    """The start grid (``start_grid``) over the default space left by the objective's own
+    settings, without repeats."""
     names = set(default_space(objective))
     out: list[dict[str, Any]] = []
-    for point in START_POINTS:
+    for point in start_grid(objective):
         kept = {k: v for k, v in point.items() if k in names}
         if kept and kept not in out:
             out.append(kept)

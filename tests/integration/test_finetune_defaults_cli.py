@@ -48,9 +48,10 @@ def test_a_fine_tuning_study_with_no_space_and_seed_repeats(tmp_path: Path) -> N
         in run.stdout
     rows = {r["number"]: r for r in json.loads(tunelab_cli("trials", "--format", "json", cwd=tmp_path).stdout)}
     assert len(rows) == 4
-    first = rows[0]  # the start point (a third of a 3-trial budget: one)
+    first = rows[0]  # the start point (a third of a 3-trial budget: one), from the compact grid:
+    # the tiny model has far fewer than 30M parameters in its layers
     assert (first["params.learning_rate"], first["params.batch_size"], first["params.warmup_ratio"],
-            first["params.weight_decay"]) == (2e-5, 32, 0.0, 0.0)
+            first["params.weight_decay"]) == (1e-4, 32, 0.0, 0.0)
     for r in rows.values():
         assert 1e-5 <= r["params.learning_rate"] <= 3e-4 and r["params.batch_size"] in (16, 32)
     repeat = rows[3]

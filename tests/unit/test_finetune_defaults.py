@@ -10,7 +10,8 @@ import pytest
 from tunelab.config import parse_config
 from tunelab.display import start_line
 from tunelab.errors import ConfigError
-from tunelab.finetune_defaults import DEFAULT_SPACE, START_POINTS, enqueue_start_points, fit_to_budget
+from tunelab.finetune_defaults import (COMPACT_START_POINTS, DEFAULT_SPACE, START_POINTS, enqueue_start_points,
+                                       fit_to_budget, layer_parameters)
 from tunelab.metrics import MetricSet
 from tunelab.samplers import make_sampler
 from tunelab.schedulers import make_scheduler
@@ -59,6 +60,40 @@ def test_the_start_points_are_the_classic_bert_grid_inside_the_space() -> None:
         (lr, b) for lr in (2e-5, 3e-5, 5e-5) for b in (16, 32)}
     assert len(fit_to_budget(START_POINTS, 20)) == 6 and len(fit_to_budget(START_POINTS, 9)) == 3
     assert len(fit_to_budget(START_POINTS, 2)) == 1 and len(fit_to_budget(START_POINTS, None)) == 6
+
+
+def model_dir(path: Path, **config: Any) -> str:
+    import json
+
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
+BERT_BASE = {"model_type": "bert", "num_hidden_layers": 12, "hidden_size": 768, "intermediate_size": 3072}
+MINILM = {"model_type": "bert", "num_hidden_layers": 6, "hidden_size": 384, "intermediate_size": 1536}
+DISTILBERT = {"model_type": "distilbert", "n_layers": 6, "dim": 768, "hidden_dim": 3072}
+
+
+def test_compact_encoders_start_from_the_compact_grid(tmp_path: Path) -> None:
+    # BERT's 2e-5..5e-5 left the demo's 2-layer MiniLM at chance (outcome.md): compact models
+    # start from the compact BERTs' grid (Turc et al. 2019), base-size ones from BERT's.
+    assert layer_parameters(BERT_BASE) == 84_934_656 and layer_parameters(DISTILBERT) == 42_467_328
+    assert layer_parameters(MINILM, {"num_hidden_layers": 2}) == 3_538_944
+    assert layer_parameters({"model_type": "t5"}) is None
+    for i, (config, kwargs, grid) in enumerate([(MINILM, {}, COMPACT_START_POINTS), (MINILM, {"num_hidden_layers": 2}, COMPACT_START_POINTS),
+                                 (BERT_BASE, {}, START_POINTS), (BERT_BASE, {"num_hidden_layers": 2}, COMPACT_START_POINTS),
+                                 (DISTILBERT, {}, START_POINTS), ({"model_type": "t5"}, {}, START_POINTS)]):
+        model = model_dir(tmp_path / f"model{i}", **config)
+        cfg = parse_config(fine_tuning(model=model, model_kwargs=kwargs), base_dir=tmp_path)
+        assert cfg.start_points == grid, (config, kwargs)
+    assert parse_config(fine_tuning(model="bert-base-uncased"), base_dir=tmp_path).start_points == START_POINTS
+    space = Space.from_dict(DEFAULT_SPACE)
+    from tunelab.identity import config_in_space
+
+    assert all(config_in_space(space, p) for p in COMPACT_START_POINTS)
+    assert [(p["learning_rate"], p["batch_size"]) for p in COMPACT_START_POINTS[:3]] == [
+        (1e-4, 32), (3e-4, 32), (5e-5, 32)]
 
 
 def accuracy(config: Mapping[str, Any], step: float) -> dict[str, float]:
