@@ -370,8 +370,7 @@ def render(data: dict[str, Any]) -> str:
             r = ranks(values)
             for s in SYSTEMS:
                 mean[s].append(r[s])
-            wins, p = compare(values["auto"], values["tpe"])
-            n = len(values["auto"])
+            wins, n, p = tests[(b, name)]
             won += r["auto"] < r["tpe"]
             lost += r["auto"] > r["tpe"]
             sig_win += verdict(wins, n, p) == "**win**"

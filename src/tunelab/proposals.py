@@ -77,23 +77,33 @@ class FinishedKeys:
         return key
 
 
+#: Each study object's ``FinishedKeys``, shared by the sampler and the tuner, dropped with the study.
+_STUDY_KEYS: "weakref.WeakKeyDictionary[Any, FinishedKeys]" = weakref.WeakKeyDictionary()
+
+
+def finished_keys(study: "optuna.Study") -> FinishedKeys:
+    """The study's ``FinishedKeys`` (a fresh one for an object that cannot be weakly referenced)."""
+    try:
+        return _STUDY_KEYS.setdefault(study, FinishedKeys())
+    except TypeError:
+        return FinishedKeys()
+
+
 def completed_keys(study: "optuna.Study", names: Iterable[str], taken: bool = False,
                    but: int | None = None, keys_of: FinishedKeys | None = None) -> dict[tuple[Any, ...], "FrozenTrial"]:
     """Complete trials by config key, the first of each config; with ``taken``, also pruned and
     running ones (but trial number ``but``): configs that proposing again would waste.
-    ``keys_of``: the study's cache of finished trials' keys (one per study, never shared)."""
+    ``keys_of``: the cache of finished trials' keys to use (default: the study's own)."""
     from tunelab._optuna import cached_trials
 
     names = tuple(names)
-    keys_of = keys_of if keys_of is not None else FinishedKeys()
-    known = keys_of.by_number  # read inline: this loop runs over every trial for every proposal
+    keys_of = keys_of if keys_of is not None else finished_keys(study)
     keys: dict[tuple[Any, ...], FrozenTrial] = {}
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) if taken else (TrialState.COMPLETE,)
     for t in cached_trials(study, states):
         # A warm-start copy is an earlier study's result, not this one's: its config runs here.
         if t.number != but and t.params and "warm_start" not in t.user_attrs:
-            cached = known.get(t.number)
-            key = cached[1] if cached is not None and cached[0] == names else keys_of.of(t, names)
+            key = keys_of.of(t, names)
             first = keys.get(key)
             if first is None or t.number < first.number:  # the first of each config, in any order
                 keys[key] = t
@@ -125,8 +135,6 @@ class TrialSeededSampler(BaseSampler):
         self.template = build(seed)
         self._inners: dict[int, BaseSampler] = {}  # trial number -> its sampler, until it ends
         self._resampled: dict[int, int] = {}
-        # By study object (dropped with it): one sampler object may serve more than one study.
-        self._keys: "weakref.WeakKeyDictionary[Any, FinishedKeys]" = weakref.WeakKeyDictionary()
 
     # ---- per-trial inner samplers -------------------------------------------------------
 
@@ -168,8 +176,7 @@ class TrialSeededSampler(BaseSampler):
             return {}
         # Pruned configs too (stopped early, or a failure that says something about the config),
         # and running ones (another worker has it): proposing them again would waste a run.
-        keys_of = self._keys.setdefault(study, FinishedKeys())
-        done = completed_keys(study, names, taken=True, but=trial.number, keys_of=keys_of)
+        done = completed_keys(study, names, taken=True, but=trial.number)
         inner = self._inners.get(trial.number) or self._new_inner(study, trial, 0)
         proposal = self._propose(inner, study, trial)
         for attempt in range(1, self._max_resamples + 1):

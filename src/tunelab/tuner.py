@@ -35,7 +35,7 @@ from tunelab.executors.base import RESTORE, TrialSpec, copy_parent_checkpoint
 from tunelab.failures import failure_line
 from tunelab.interrupts import deferred_interrupts
 from tunelab.metrics import MetricSet
-from tunelab.proposals import DUPLICATE_OF, RESAMPLED, FinishedKeys, completed_keys, config_key
+from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
 from tunelab.repeats import (REPEAT_OF, SEED, Repeats, earlier_twin, is_repeat, kept_checkpoints, missing_repeats,
                              repeat_config, search_after_repeats)
 from tunelab.schedulers.base import Decision, FIFOScheduler, Suggestion
@@ -143,7 +143,6 @@ class Tuner:
         # Other drivers' trials as last given to the scheduler: number -> (system attrs, state).
         self._seen_reports: dict[int, tuple[int, State]] = {}
         self._own: set[int] = set()  # trials this driver ran, or loaded as finished at start
-        self._finished_keys = FinishedKeys()  # config keys of this study's finished trials
         self._foreign: dict[int, TrialRecord] = {}  # other drivers' trials, as last read from storage
         self._last_message = ""
         self._new_failures: list[str] = []
@@ -459,7 +458,7 @@ class Tuner:
         """A config equal to a complete trial's is not run again: the trial records the earlier
         result (and ``duplicate_of``), uses up one trial of the budget and costs no run."""
         names = list(self.space.searched)
-        earlier = completed_keys(self.study, names, keys_of=self._finished_keys).get(config_key(config, names))
+        earlier = completed_keys(self.study, names).get(config_key(config, names))
         if earlier is None or earlier.number == trial.number or earlier.values is None:
             return False
         self._own.add(trial.number)
