@@ -57,8 +57,8 @@ def n_trials(study: "optuna.Study", opened: Any = None) -> int:
     return len(study.get_trials(deepcopy=False))
 
 
-def cached_trials(study: "optuna.Study", states: tuple[Any, ...]) -> list["FrozenTrial"]:
-    """The study's trials as samplers see them: Optuna's per-ask snapshot (dropped at every ask
+def cached_trials(study: "optuna.Study", states: tuple[Any, ...] | None) -> list["FrozenTrial"]:
+    """The study's trials (``states`` None: all, in number order) as samplers see them: Optuna's per-ask snapshot (dropped at every ask
     and tell), so that a check per proposal adds no storage round trip on a database."""
     private = getattr(study, "_get_trials", None)
     if private is not None:
@@ -169,3 +169,32 @@ def create_trial(study: "optuna.Study", run: Mapping[str, Any], params: Mapping[
     )
     trial_id = storage.create_new_trial(study_id_of(study, opened), template_trial=template)
     return optuna.Trial(study, trial_id)
+
+
+def reseed_sampler(sampler: Any, seed: int) -> bool:
+    """Give a finished trial's TPE or random sampler ``seed``, as if built anew with it.
+
+    Building a sampler per trial (``tunelab.proposals``) costs its construction and, for TPE,
+    a cold search-space cache that rescans every trial: a third of a no-op trial's bookkeeping.
+    TPE's and random's only per-seed state is their ``LazyRandomState`` (TPE's own and its
+    random start-up sampler's); the rest is caches of the trials. False, with nothing changed,
+    for any other sampler, a subclass, or an Optuna whose samplers are laid out otherwise: the
+    caller then builds a fresh one (the public path).
+    """
+    from optuna.samplers import RandomSampler, TPESampler
+
+    try:
+        from optuna.samplers._lazy_random_state import LazyRandomState
+    except ImportError:
+        return False
+    if type(sampler) is RandomSampler:
+        owners = [sampler]
+    elif type(sampler) is TPESampler and type(getattr(sampler, "_random_sampler", None)) is RandomSampler:
+        owners = [sampler, sampler._random_sampler]
+    else:
+        return False
+    if not all(isinstance(getattr(o, "_rng", None), LazyRandomState) for o in owners):
+        return False
+    for owner in owners:
+        owner._rng = LazyRandomState(seed)
+    return True

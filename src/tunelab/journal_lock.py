@@ -53,6 +53,9 @@ class JournalLock:
         self.grace_period_s = grace_period_s
         self.taken_over = 0  # locks of dead owners broken by this object
         self._me: tuple[int, dict] | None = None  # (pid, this process as an owner): a fork is another
+        self._texts: dict[tuple[int, int], str] = {}  # (pid, thread) -> its owner text
+        # (pid, thread) -> the identity (inode, mtime) of the lock file it created and holds
+        self._held: dict[tuple[int, int], tuple[int, int]] = {}
 
     # ---- the Optuna lock interface ----------------------------------------------------------
 
@@ -94,9 +97,19 @@ class JournalLock:
         return True
 
     def release(self) -> None:
-        seen = self._read()
-        # A lock broken meanwhile (its owner unreachable for the grace period) is someone else's now.
-        if seen is not None and seen[1] == self._owner_text():
+        # A lock broken meanwhile (its owner unreachable for the grace period) is someone else's
+        # now: a new file, so another identity (its mtime is at least the grace period later).
+        held = self._held.pop((os.getpid(), threading.get_ident()), None)
+        if held is not None:
+            try:
+                info = os.lstat(self.path)
+            except FileNotFoundError:
+                return
+            mine = (info.st_ino, info.st_mtime_ns) == held
+        else:  # not acquired through this object in this thread: judged by the owner it names
+            seen = self._read()
+            mine = seen is not None and seen[1] == self._owner_text()
+        if mine:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
 
@@ -109,7 +122,15 @@ class JournalLock:
         return self._me[1]
 
     def _owner_text(self) -> str:
-        return json.dumps({**self._process(), "thread": threading.get_ident()}, sort_keys=True)
+        key = (os.getpid(), threading.get_ident())
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = json.dumps({**self._process(), "thread": key[1]}, sort_keys=True)
+        return text
+
+    def _hold(self, info: os.stat_result) -> None:
+        """Remember the identity of the lock file this thread just made, for ``release``."""
+        self._held[(os.getpid(), threading.get_ident())] = (info.st_ino, info.st_mtime_ns)
 
     def _create(self, text: str) -> bool:
         """Create the lock file holding ``text``, atomically: no one ever sees it empty."""
@@ -117,8 +138,12 @@ class JournalLock:
         try:
             with open(tmp, "w") as handle:
                 handle.write(text)
+                handle.flush()
+                # The lock file's identity once linked: a link changes no mtime.
+                info = os.fstat(handle.fileno())
             try:
                 os.link(tmp, self.path)
+                self._hold(info)
                 return True
             except FileExistsError:
                 return False
@@ -131,6 +156,8 @@ class JournalLock:
                 return False
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
+                handle.flush()
+                self._hold(os.fstat(fd))
             return True
         except BaseException:
             # Interrupted after the lock was made (Ctrl-C): do not leave it behind for this process.

@@ -60,21 +60,73 @@ def config_key(config: Mapping[str, Any], names: Iterable[str]) -> tuple[Any, ..
 
 
 class FinishedKeys:
-    """The config keys of one study's finished trials, each computed once: a finished trial's
-    params never change. Without it every proposal re-keyed every trial, quadratic in the
-    trials (40,000 keys for 200: a third of a no-op trial's bookkeeping)."""
+    """One study's finished trials folded by config key, each trial once: a finished trial's
+    params never change. Keying every trial at every proposal was quadratic in the trials
+    (40,000 keys for 200: a third of a no-op trial's bookkeeping); scanning every trial at
+    every proposal still cost more than Optuna's own sampling, so only the trials after the
+    first unfinished one are looked at again."""
 
-    def __init__(self) -> None:
-        self.by_number: dict[int, tuple[tuple[str, ...], tuple[Any, ...]]] = {}  # (names, key)
+    def __init__(self, names: tuple[str, ...] | None = None) -> None:
+        self._names = names
+        self._scanned = 0  # trials (in number order) before the first one not yet finished
+        self._folded: set[int] = set()  # finished trials after that point, already counted
+        self._complete: dict[tuple[Any, ...], FrozenTrial] = {}  # first complete trial of each config
+        self._finished: dict[tuple[Any, ...], FrozenTrial] = {}  # first complete or pruned one
+        self._counted: set[int] = set()  # the trials folded into those tables
 
-    def of(self, trial: "FrozenTrial", names: tuple[str, ...]) -> tuple[Any, ...]:
-        cached = self.by_number.get(trial.number)
-        if cached is not None and cached[0] == names:
-            return cached[1]
-        key = config_key(trial.params, names)
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):  # a running trial may still change
-            self.by_number[trial.number] = (names, key)
-        return key
+    def keys(self, trials: list["FrozenTrial"], names: tuple[str, ...], taken: bool,
+             but: int | None) -> dict[tuple[Any, ...], "FrozenTrial"]:
+        """``completed_keys`` over ``trials``: every trial of the study, in number order."""
+        if names != self._names or len(trials) < self._scanned:  # another space, or another study
+            self.__dict__.update(FinishedKeys(names).__dict__)
+        running = []
+        at_start = True
+        for t in trials[self._scanned:]:
+            if t.state.is_finished():
+                if t.number not in self._folded:
+                    self._fold(t, names)
+                if at_start:
+                    self._scanned += 1
+                    self._folded.discard(t.number)
+                continue
+            at_start = False
+            if t.state == TrialState.RUNNING and taken and t.number != but and t.params:
+                running.append(t)
+        if but is not None and but in self._counted:
+            return _first_by_key(trials, names, taken, but)  # asked to leave out a finished trial: rare
+        keys = dict(self._finished if taken else self._complete)
+        for t in running:  # a running trial's params may still change: keyed every time
+            key = config_key(t.params, names)
+            first = keys.get(key)
+            if first is None or t.number < first.number:
+                keys[key] = t
+        return keys
+
+    def _fold(self, t: "FrozenTrial", names: tuple[str, ...]) -> None:
+        self._folded.add(t.number)
+        # A warm-start copy is an earlier study's result, not this one's: its config runs here.
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not t.params or "warm_start" in t.user_attrs:
+            return
+        self._counted.add(t.number)
+        key = config_key(t.params, names)
+        for table in (self._finished, self._complete) if t.state == TrialState.COMPLETE else (self._finished,):
+            first = table.get(key)
+            if first is None or t.number < first.number:  # the first of each config, in any order
+                table[key] = t
+
+
+def _first_by_key(trials: Iterable["FrozenTrial"], names: tuple[str, ...], taken: bool,
+                  but: int | None) -> dict[tuple[Any, ...], "FrozenTrial"]:
+    """``completed_keys`` without a cache: every trial keyed."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) if taken else (TrialState.COMPLETE,)
+    keys: dict[tuple[Any, ...], FrozenTrial] = {}
+    for t in trials:
+        if t.state in states and t.number != but and t.params and "warm_start" not in t.user_attrs:
+            key = config_key(t.params, names)
+            first = keys.get(key)
+            if first is None or t.number < first.number:
+                keys[key] = t
+    return keys
 
 
 #: Each study object's ``FinishedKeys``, shared by the sampler and the tuner, dropped with the study.
@@ -93,21 +145,11 @@ def completed_keys(study: "optuna.Study", names: Iterable[str], taken: bool = Fa
                    but: int | None = None, keys_of: FinishedKeys | None = None) -> dict[tuple[Any, ...], "FrozenTrial"]:
     """Complete trials by config key, the first of each config; with ``taken``, also pruned and
     running ones (but trial number ``but``): configs that proposing again would waste.
-    ``keys_of``: the cache of finished trials' keys to use (default: the study's own)."""
+    Warm-start copies never count. ``keys_of``: the cache to use (default: the study's own)."""
     from tunelab._optuna import cached_trials
 
-    names = tuple(names)
     keys_of = keys_of if keys_of is not None else finished_keys(study)
-    keys: dict[tuple[Any, ...], FrozenTrial] = {}
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) if taken else (TrialState.COMPLETE,)
-    for t in cached_trials(study, states):
-        # A warm-start copy is an earlier study's result, not this one's: its config runs here.
-        if t.number != but and t.params and "warm_start" not in t.user_attrs:
-            key = keys_of.of(t, names)
-            first = keys.get(key)
-            if first is None or t.number < first.number:  # the first of each config, in any order
-                keys[key] = t
-    return keys
+    return keys_of.keys(cached_trials(study, None), tuple(names), taken, but)
 
 
 def duplicates_avoided(trials: Iterable["FrozenTrial"]) -> int:
@@ -134,15 +176,33 @@ class TrialSeededSampler(BaseSampler):
         self._max_resamples = max_resamples
         self.template = build(seed)
         self._inners: dict[int, BaseSampler] = {}  # trial number -> its sampler, until it ends
+        # Samplers of ended trials, per study object, reseeded for the next trial where that is
+        # known to equal a fresh build (``_optuna.reseed_sampler``): their trial caches stay warm.
+        self._spare: "weakref.WeakKeyDictionary[Any, list[BaseSampler]]" = weakref.WeakKeyDictionary()
         self._resampled: dict[int, int] = {}
 
     # ---- per-trial inner samplers -------------------------------------------------------
 
     def _new_inner(self, study: "optuna.Study", trial: "FrozenTrial", attempt: int) -> BaseSampler:
-        inner = self._build(derive_seed(self._seed, trial.number, attempt))
+        from tunelab._optuna import reseed_sampler
+
+        seed = derive_seed(self._seed, trial.number, attempt)
+        spare = self._spares(study)
+        inner = spare.pop() if spare else None
+        if inner is None or not reseed_sampler(inner, seed):
+            inner = self._build(seed)
         inner.before_trial(study, trial)
+        replaced = self._inners.get(trial.number)
         self._inners[trial.number] = inner
+        if replaced is not None:  # a redraw: the proposal it made is dropped
+            spare.append(replaced)
         return inner
+
+    def _spares(self, study: "optuna.Study") -> list[BaseSampler]:
+        try:
+            return self._spare.setdefault(study, [])
+        except TypeError:  # an object that cannot be weakly referenced: no reuse
+            return []
 
     def _inner(self, trial: "FrozenTrial") -> BaseSampler:
         if self._space is None:
@@ -225,9 +285,11 @@ class TrialSeededSampler(BaseSampler):
 
     def after_trial(self, study: "optuna.Study", trial: "FrozenTrial", state: Any, values: Any) -> None:
         inner = self._inner(trial)
-        self._inners.pop(trial.number, None)
+        own = self._inners.pop(trial.number, None)
         self._resampled.pop(trial.number, None)
         inner.after_trial(study, trial, state, values)
+        if own is not None:
+            self._spares(study).append(own)
 
     def reseed_rng(self) -> None:
         self.template.reseed_rng()

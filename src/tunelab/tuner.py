@@ -116,6 +116,7 @@ class Tuner:
         self.executor = executor
         self.scheduler = scheduler
         self.trial_root = Path(trial_root)
+        self._resolved_root: Path | None = None
         self.trials = trials
         self.time_s = time_s
         self.target = target
@@ -794,7 +795,9 @@ class Tuner:
     def _owned_dir(self, directory: str, number: int | None = None) -> Path | None:
         """``directory`` (read from storage) if it lies inside the trial root, else None with a
         warning: a stored path must never make tunelab write or delete anywhere else."""
-        root = self.trial_root.resolve()
+        if self._resolved_root is None:  # resolved once: it is the same directory all study long
+            self._resolved_root = self.trial_root.resolve()
+        root = self._resolved_root
         path = Path(directory)
         resolved = (path if path.is_absolute() else root / path).resolve()
         if resolved != root and root in resolved.parents:

@@ -158,3 +158,57 @@ def test_a_lock_whose_owner_cannot_be_checked_is_taken_over_after_the_grace_peri
     messages = [r.getMessage() for r in caplog.records]
     assert any("another-machine" in m and "did not change" in m for m in messages), messages
     assert any("an unknown process" in m for m in messages), messages
+
+
+def test_release_leaves_a_lock_that_another_process_took_over_meanwhile(tmp_path: Path) -> None:
+    # Our lock was judged stale and broken, and another process holds a new one: releasing ours
+    # must not remove theirs (judged by the file's identity, not by reading it back).
+    import json
+
+    from tunelab.journal_lock import JournalLock
+
+    journal = tmp_path / "tunelab.journal"
+    lock_file = Path(f"{journal}.lock")
+    lock = JournalLock(str(journal))
+    assert lock.acquire()
+    ours = lock_file.read_text()
+    lock_file.unlink()  # broken by the other process ...
+    other = json.dumps({"host": "another-machine", "pid": 1, "start": "5", "pidns": "x"})
+    lock_file.write_text(other)  # ... which took the lock
+    os.utime(lock_file, ns=(1, 1))  # whatever the clock's resolution: another identity than ours
+    lock.release()
+    assert lock_file.read_text() == other
+    lock_file.unlink()
+    assert lock.acquire() and lock_file.read_text() == ours
+    lock.release()
+    assert not lock_file.exists()
+
+
+def test_threads_sharing_one_lock_object_exclude_each_other(tmp_path: Path) -> None:
+    import threading
+
+    from tunelab.journal_lock import JournalLock
+
+    lock = JournalLock(str(tmp_path / "tunelab.journal"))
+    counter = {"n": 0, "inside": 0, "overlaps": 0}
+
+    def work() -> None:
+        for _ in range(200):
+            lock.acquire()
+            try:
+                counter["inside"] += 1
+                counter["overlaps"] += counter["inside"] > 1
+                value = counter["n"]
+                os.sched_yield()  # invite the other thread in, if the lock let it
+                counter["n"] = value + 1
+                counter["inside"] -= 1
+            finally:
+                lock.release()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert counter == {"n": 400, "inside": 0, "overlaps": 0}
+    assert not Path(f"{tmp_path / 'tunelab.journal'}.lock").exists()

@@ -130,3 +130,51 @@ def test_cached_trials(study: optuna.Study) -> None:
     assert [t.number for t in _optuna.cached_trials(study, complete)] == [0]
     assert [t.number for t in _optuna.cached_trials(Hiding(study, "_get_trials"), complete)] == [0]
     assert len(_optuna.cached_trials(Hiding(study, "_get_trials"), (TrialState.RUNNING,))) == 1
+
+
+def _proposals(sampler: Any, seed: int) -> list[dict[str, Any]]:
+    """Three trials' params from ``sampler`` on a study with 12 finished trials (past TPE's start-up)."""
+    from optuna.distributions import IntDistribution
+
+    study = optuna.create_study(sampler=sampler)
+    rng = __import__("random").Random(seed)
+    dists = {"x": FloatDistribution(0, 1), "n": IntDistribution(1, 9)}
+    for _ in range(12):
+        params = {"x": rng.random(), "n": rng.randint(1, 9)}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=params["x"] * params["n"]))
+    out = []
+    for _ in range(3):
+        trial = study.ask(dists)
+        out.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("build", [
+    lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+    lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=20),  # its random start-up sampler
+    lambda seed: optuna.samplers.RandomSampler(seed=seed),
+])
+def test_reseed_sampler_equals_a_fresh_build(build: Any) -> None:
+    used = build(1)
+    _proposals(used, 0)  # its caches hold another study's trials, its RNG has moved on
+    assert _optuna.reseed_sampler(used, 7)
+    fresh = _proposals(build(7), 0)
+    assert _proposals(used, 0) == fresh
+    assert _proposals(build(8), 0) != fresh  # the seed matters: the comparison can fail
+
+
+def test_reseed_sampler_refuses_what_it_cannot_reseed_exactly() -> None:
+    # Other samplers keep more than a seed (the GP its fitted kernel), a subclass may add state,
+    # and a future Optuna may lay its RNG out otherwise: the caller builds a fresh one instead.
+    class Sub(optuna.samplers.TPESampler):
+        pass
+
+    for sampler in (Sub(seed=1), optuna.samplers.NSGAIISampler(seed=1), optuna.samplers.QMCSampler(seed=1),
+                    Hiding(optuna.samplers.RandomSampler(seed=1), "_rng")):
+        assert not _optuna.reseed_sampler(sampler, 7)
+    tpe = optuna.samplers.TPESampler(seed=1)
+    tpe._rng = object()  # not the layout this adapter knows
+    before = tpe._random_sampler._rng
+    assert not _optuna.reseed_sampler(tpe, 7)
+    assert tpe._random_sampler._rng is before  # nothing changed

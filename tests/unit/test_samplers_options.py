@@ -86,6 +86,12 @@ def test_finished_trials_are_keyed_once_and_the_first_of_each_config_wins(monkey
         taken = proposals.completed_keys(study, ["x"], taken=True, keys_of=cache)
         complete = proposals.completed_keys(study, ["x"], keys_of=cache)
     assert len(calls) == 4 + 5  # each finished trial once; the running one at every call that counts it
+    scanned: list[int] = []
+    real_keys = proposals.FinishedKeys.keys
+    monkeypatch.setattr(proposals.FinishedKeys, "keys", lambda self, trials, *a: scanned.append(
+        len(trials[self._scanned:])) or real_keys(self, trials, *a))
+    proposals.completed_keys(study, ["x"], keys_of=cache)
+    assert scanned == [1]  # only trials from the first unfinished one on are looked at again
     assert {k: t.number for k, t in complete.items()} == {real({"x": 0.25}, ["x"]): 1, real({"x": 0.5}, ["x"]): 2,
                                                           real({"x": 0.75}, ["x"]): 3}
     assert taken[real({"x": 0.5}, ["x"])].number == 0  # the pruned trial came first
@@ -94,6 +100,76 @@ def test_finished_trials_are_keyed_once_and_the_first_of_each_config_wins(monkey
                                                                         keys_of=cache)
     fresh = proposals.completed_keys(study, ["x"], taken=True)  # no cache: the same answer
     assert {k: t.number for k, t in fresh.items()} == {k: t.number for k, t in taken.items()}
+
+
+def test_the_cached_keys_equal_a_full_scan_as_trials_start_and_end_in_any_order() -> None:
+    # Trials end out of order (the first unfinished one holds the scan back), repeat configs,
+    # get pruned or fail, and some are warm-start copies: the cache answers as a full scan would.
+    import random
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    import tunelab.proposals as proposals
+
+    rng = random.Random(0)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    dist = {"x": FloatDistribution(0, 1)}
+    cache, live, checked = proposals.FinishedKeys(), [], 0
+    for _ in range(120):
+        if live and rng.random() < 0.5:
+            trial = live.pop(rng.randrange(len(live)))
+            state = rng.choice([optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                optuna.trial.TrialState.FAIL])
+            study.tell(trial, 1.0 if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+        else:
+            trial = study.ask(dist)  # x is drawn; repeats come from the few values below
+            study.enqueue_trial({"x": 0.5})
+            live.append(trial)
+            if rng.random() < 0.2:
+                trial.set_user_attr("warm_start", {"study": "earlier"})
+        trials = study.get_trials(deepcopy=False)
+        but = rng.choice([None, *[t.number for t in live]])
+        for taken in (False, True):
+            got = proposals.completed_keys(study, ["x"], taken=taken, but=but, keys_of=cache)
+            want = proposals._first_by_key(trials, ("x",), taken, but)
+            assert {k: t.number for k, t in got.items()} == {k: t.number for k, t in want.items()}
+            checked += len(want)
+    assert checked > 100  # the comparison saw repeated configs, not only empty tables
+
+
+@pytest.mark.parametrize("name", ["tpe", "random"])
+def test_an_ended_trials_sampler_is_reused_for_the_next_with_the_same_proposals(name: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rebuilding the sampler per trial cost a cold TPE cache a trial; reusing an ended trial's
+    # sampler, reseeded, must propose exactly what a fresh build would, trials overlapping or not.
+    import optuna
+
+    import tunelab._optuna as adapter
+
+    def run(reuse: bool) -> tuple[list[dict[str, object]], int]:
+        sampler = make_sampler(name, space=SPACE, seed=3, workers=2, multi_objective=False)
+        built = [0]
+        real_build = sampler._build
+        sampler._build = lambda seed: built.__setitem__(0, built[0] + 1) or real_build(seed)
+        if not reuse:
+            monkeypatch.setattr(adapter, "reseed_sampler", lambda s, seed: False)
+        study = optuna.create_study(sampler=sampler)
+        dists = SPACE.distributions(dict.fromkeys(SPACE.searched))
+        params, open_trials = [], []
+        for i in range(16):  # two trials open at once, past TPE's 10 start-up trials
+            open_trials.append(study.ask(dists))
+            params.append(dict(open_trials[-1].params))
+            if len(open_trials) == 2 or i == 15:
+                done = open_trials.pop(0)
+                study.tell(done, float(done.params["x"]) * done.params["k"])
+        monkeypatch.undo()
+        return params, built[0]
+
+    fresh, fresh_builds = run(reuse=False)
+    reused, reused_builds = run(reuse=True)
+    assert reused == fresh
+    assert fresh_builds >= 16 and reused_builds <= 3  # one per trial open at once (plus a redraw's)
 
 
 class _Payload:
