@@ -82,7 +82,52 @@ def test_a_clone_copies_a_member_with_training_left() -> None:
                _member(2, [0.8, 0.8, 0.8]), _member(3, [0.7])]
     assert s.donor(records, 1, 1.0) == 3
     s.end_step = None
-    assert s.donor(records, 1, 1.0) in (0, 2)  # without a known end: the top quantile, as before
+    # Without a known end, 2 (running) may still train; 0 has completed: its clone would start at its end.
+    assert s.donor(records, 1, 1.0) == 2
+
+
+def test_with_an_unknown_end_a_completed_member_is_never_a_donor() -> None:
+    """A found bug (issue 11, a function objective on Ray): a member exploited after the top one had
+    completed cloned it, restored its final checkpoint at its final step and trained nothing."""
+    from tunelab.trial import State
+
+    for seed in range(20):
+        s = PBTScheduler("score", population=4, quantile=0.5, seed=seed, space=choice_space(CONFIGS))
+        assert s.end_step is None
+        # The top half at step 1 is 0 and 1, both complete; 3 (running, below them) is the only member
+        # with training left, so the exploited member 2 clones it, whatever the seed.
+        records = [_member(0, [0.9, 0.9], State.COMPLETE), _member(1, [0.8, 0.8], State.COMPLETE),
+                   _member(2, [0.1], State.PRUNED), _member(3, [0.5])]
+        assert s.donor(records, 2, 1.0) == 3, seed
+        suggestion = s.suggest(records)
+        assert suggestion is not None and suggestion.from_checkpoint == 3 and suggestion.start_step == 1.0
+        # Every other member completed: no clone at all rather than one with nothing to train.
+        done = records[:3] + [_member(3, [0.5, 0.5], State.COMPLETE)]
+        assert s.donor(done, 2, 1.0) is None
+        assert s.suggest(done) is None
+
+
+def test_max_resource_tells_pbt_where_a_function_objectives_training_ends() -> None:
+    from tunelab.schedulers import Decision
+    from tunelab.trial import State
+
+    s = PBTScheduler("score", population=4, max_resource=3, space=choice_space(CONFIGS))
+    assert s.end_step == 3.0 and s.to_dict()["max_resource"] == 3
+    records = [_member(0, [0.6, 0.7, 0.9]), _member(1, [0.6, 0.6, 0.5]), _member(2, [0.6, 0.7, 0.7]),
+               _member(3, [0.6, 0.7, 0.6])]
+    for r in (records[0], records[2], records[3]):
+        s.on_result(r, 3.0, r.history[-1].metrics)
+    # 1 is the worst at step 3, its last: it finishes, not exploited.
+    assert s.on_result(records[1], 3.0, records[1].history[-1].metrics) == Decision.CONTINUE
+    # Without max_resource the same member, at the same step, is exploited.
+    t = PBTScheduler("score", population=4, space=choice_space(CONFIGS))
+    for r in (records[0], records[2], records[3]):
+        t.on_result(r, 3.0, r.history[-1].metrics)
+    assert t.on_result(records[1], 3.0, records[1].history[-1].metrics) == Decision.STOP
+    # A donor needs training left: 0 and 2 (the top) are at step 3, the end; 3 is at step 2.
+    at_end = [_member(0, [0.9, 0.9, 0.9]), _member(1, [0.1], State.PRUNED), _member(2, [0.8, 0.8, 0.8]),
+              _member(3, [0.7, 0.7])]
+    assert s.donor(at_end, 1, 1.0) == 3
 
 
 def test_the_text_classification_objective_tells_pbt_where_training_ends(tmp_path: Any) -> None:

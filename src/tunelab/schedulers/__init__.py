@@ -40,7 +40,7 @@ _TYPES: dict[str, tuple[Callable[..., Scheduler], tuple[str, ...]]] = {
     "hyperband": (HyperbandScheduler, _RESOURCE_KEYS),
     "median": (MedianStoppingScheduler, ("warmup_steps", "min_trials", "interval")),
     "pbt": (PBTScheduler, ("population", "perturbation_interval", "quantile", "resample_probability", "mutations",
-                           "seed")),
+                           "seed", "max_resource")),
 }
 
 

@@ -59,6 +59,10 @@ class PBTScheduler(BaseScheduler):
         mutations: ``{param: space spec}`` of the parameters to mutate and their ranges (a
             list is a choice). By default every searched parameter of ``space``, with its range.
         seed: Seeds every random choice (with the trial and step it is about).
+        max_resource: The step every member's training ends at (the objective's last ``step``),
+            as in ASHA and Hyperband. It tells where training ends when tunelab cannot read it
+            (a function or command objective): no member is exploited at its last step, and no
+            clone copies a member with nothing left to train. text_classification needs none.
         space: The study's search space (``make_scheduler`` passes it).
 
     Example:
@@ -83,10 +87,11 @@ class PBTScheduler(BaseScheduler):
         resample_probability: float = 0.25,
         mutations: Mapping[str, Any] | None = None,
         seed: int | None = 0,
+        max_resource: float | None = None,
         space: Space | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(metric, mode)
-        check_settings(population, perturbation_interval, quantile, resample_probability, seed)
+        check_settings(population, perturbation_interval, quantile, resample_probability, seed, max_resource)
         if mutations is not None and (not isinstance(mutations, Mapping) or not mutations):
             raise ConfigError("mutations", f"is {shown(mutations)}, but must be a non-empty mapping of parameters "
                               "to ranges.", "write e.g. `{learning_rate: {float: [1.0e-5, 1.0e-3], log: true}}`, "
@@ -97,9 +102,11 @@ class PBTScheduler(BaseScheduler):
         self.resample_probability = resample_probability
         self.mutations = dict(mutations) if mutations is not None else None
         self.seed = 0 if seed is None else seed
-        #: The step every member's training ends at, when the objective tells (check_objective):
-        #: no member is exploited there, and no clone copies a member with nothing left to train.
-        self.end_step: float | None = None
+        self.max_resource = max_resource
+        #: The step every member's training ends at, when the user (max_resource) or the objective
+        #: (check_objective) tells: no member is exploited there, and no clone copies a member
+        #: with nothing left to train.
+        self.end_step: float | None = float(max_resource) if max_resource is not None else None
         self._ranges: dict[str, Param] = {}
         self._space: Space | None = None
         self._known: dict[int, TrialRecord] = {}
@@ -157,6 +164,8 @@ class PBTScheduler(BaseScheduler):
         }
         if self.mutations is not None:
             out["mutations"] = dict(self.mutations)
+        if self.max_resource is not None:
+            out["max_resource"] = self.max_resource
         return out
 
     # ---- the protocol --------------------------------------------------------------------------
@@ -288,18 +297,20 @@ class PBTScheduler(BaseScheduler):
 
     def donor(self, records: Any, trial_id: int, step: float) -> int | None:
         """The member that ``trial_id`` (stopped at ``step``) clones: a random one of the top
-        quantile that is still running (else complete), or the best such member when the top
-        quantile has none."""
+        quantile that still has training left (running, else interrupted), or the best running
+        such member when the top quantile has none; None when no member has training left.
+
+        A complete member is never one, known end or not: its clone would restore its final
+        checkpoint at its final step and train nothing."""
         records = list(records)
         by_id = {r.trial_id: r for r in records}
         _bottom, top = self.quantiles(records, step, include=by_id.get(trial_id))
-        def has_training_left(t: int) -> bool:  # always, when the end is unknown
-            r = by_id[t]
-            return self.end_step is None or (r.state in (State.RUNNING, State.FAILED) and bool(r.history)
-                                              and self._open(r.history[-1].step))
+        def has_training_left(t: int) -> bool:
+            r = by_id[t]  # running, or interrupted (continued later); at a step before the end when known
+            return r.state in (State.RUNNING, State.FAILED) and bool(r.history) and self._open(r.history[-1].step)
 
-        for states in ((State.RUNNING,), (State.COMPLETE,), (State.FAILED,)):  # FAILED: interrupted members
-            candidates = sorted(t for t in top if t != trial_id and by_id[t].state in states and has_training_left(t))
+        for state in (State.RUNNING, State.FAILED):  # FAILED: interrupted members (quantiles keeps no other)
+            candidates = sorted(t for t in top if t != trial_id and by_id[t].state == state and has_training_left(t))
             if candidates:
                 return int(self._rng(trial_id, step, "donor").choice(candidates))
         fallback = [t for t in self._ranked((r for r in records if r.state == State.RUNNING), step)
@@ -418,7 +429,8 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def check_settings(population: Any, interval: Any, quantile: Any, resample_probability: Any, seed: Any) -> None:
+def check_settings(population: Any, interval: Any, quantile: Any, resample_probability: Any, seed: Any,
+                   max_resource: Any = None) -> None:
     """Validate PBT settings; raise ``ConfigError`` naming the bare field and the fix."""
     if isinstance(population, bool) or not isinstance(population, int) or population < 2:
         raise ConfigError("population", f"is {shown(population)}, but must be an integer >= 2: PBT copies "
@@ -434,11 +446,16 @@ def check_settings(population: Any, interval: Any, quantile: Any, resample_proba
                           "use e.g. 0.25.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError("seed", f"is {shown(seed)}, but must be a non-negative integer.", "use e.g. 0.")
+    if max_resource is not None and (not _is_number(max_resource) or not max_resource >= interval):
+        raise ConfigError("max_resource", f"is {shown(max_resource)}, but must be a number >= perturbation_interval "
+                          f"({shown(interval)}): the step every member's training ends at.",
+                          "set it to the steps a full trial runs (its last reported step, e.g. 6), or leave it out.")
 
 
 def check_objective(scheduler: PBTScheduler, objective: Any, space: Space | None = None) -> None:
-    """A ConfigError when the objective cannot carry PBT: it cannot checkpoint, or it trains for
-    fewer steps than one perturbation interval (known for text_classification only)."""
+    """A ConfigError when the objective cannot carry PBT: it cannot checkpoint, it trains for
+    fewer steps than one perturbation interval, or ``max_resource`` names another end than the
+    one it trains to (known for text_classification only)."""
     from tunelab.objectives.command import CommandObjective
 
     if isinstance(objective, CommandObjective):
@@ -451,12 +468,27 @@ def check_objective(scheduler: PBTScheduler, objective: Any, space: Space | None
                               "scheduler.")
         return
     epochs = _max_epochs(objective, space)
-    if epochs is not None and space is not None and isinstance(space.params.get("num_train_epochs", Fixed(0)), Fixed):
+    searched = space is not None and not isinstance(space.params.get("num_train_epochs", Fixed(0)), Fixed)
+    if epochs is not None and scheduler.max_resource is not None:
+        _check_max_resource(scheduler.max_resource, epochs, searched)
+    if epochs is not None and not searched:
         scheduler.end_step = epochs  # every member trains this long
     if epochs is not None and scheduler.perturbation_interval > epochs * (1 + STEP_TOLERANCE):
         raise ConfigError("scheduler.perturbation_interval", f"is {shown(scheduler.perturbation_interval)}, but "
                           f"trials train for at most {epochs:g} epochs, so no member would ever be perturbed.",
                           f"use an interval of at most {epochs:g} (e.g. 1 epoch), or train longer.")
+
+
+def _check_max_resource(max_resource: float, epochs: float, searched: bool) -> None:
+    """A ConfigError when the user's end contradicts the one tunelab reads from num_train_epochs."""
+    if searched:
+        raise ConfigError("scheduler.max_resource", f"is {shown(max_resource)}, but num_train_epochs is searched "
+                          f"(up to {epochs:g}), so members end at different epochs and no one end holds for all.",
+                          "remove max_resource (text_classification needs none), or fix num_train_epochs.")
+    if abs(float(max_resource) - epochs) > STEP_TOLERANCE * max(1.0, epochs):
+        raise ConfigError("scheduler.max_resource", f"is {shown(max_resource)}, but every trial trains "
+                          f"num_train_epochs = {epochs:g} epochs, so training ends at step {epochs:g}.",
+                          f"remove max_resource (text_classification needs none), or set it to {epochs:g}.")
 
 
 def _max_epochs(objective: Any, space: Space | None) -> float | None:

@@ -60,6 +60,13 @@ def test_good_pbt_study_loads(tmp_path: Path) -> None:
     ("mutations: {lr: 0.1}", "scheduler.mutations.lr"),
     ("mutations: {}", "scheduler.mutations"),
     ("reduction_factor: 3", "scheduler.reduction_factor"),
+    ("max_resource: 0", "scheduler.max_resource"),
+    ("max_resource: -3", "scheduler.max_resource"),
+    ("max_resource: .inf", "scheduler.max_resource"),
+    ("max_resource: .nan", "scheduler.max_resource"),
+    ("max_resource: true", "scheduler.max_resource"),
+    ("max_resource: six", "scheduler.max_resource"),
+    ("max_resource: 0.5", "scheduler.max_resource"),  # shorter than the interval (1): never perturbed
 ])
 def test_bad_settings(tmp_path: Path, setting: str, field: str) -> None:
     key = setting.split(":")[0]
@@ -119,3 +126,45 @@ def test_function_objectives_cannot_be_checked_so_they_pass() -> None:
     scheduler = make_scheduler({"type": "pbt", "perturbation_interval": 1000}, "acc", "maximize",
                                space=Space({"lr": {"float": [0.1, 1.0]}}), objective=lambda c, r: 1.0)
     assert scheduler.perturbation_interval == 1000
+
+
+# ---- max_resource: where training ends, for an objective whose end tunelab cannot read ----------
+
+def test_max_resource_sets_where_training_ends(tmp_path: Path) -> None:
+    config = load(tmp_path, GOOD.replace("seed: 1}", "seed: 1, max_resource: 6}"))
+    scheduler = make_scheduler(config.scheduler, "acc", "maximize", space=Space({"lr": {"float": [0.1, 1.0]}}))
+    assert scheduler.end_step == 6.0
+    assert make_scheduler({"type": "pbt", "perturbation_interval": 2, "max_resource": 2}, "acc", "maximize",
+                          space=Space({"lr": {"float": [0.1, 1.0]}})).end_step == 2.0  # one interval is enough
+
+
+def test_a_bad_max_resource_says_what_it_must_be(tmp_path: Path) -> None:
+    err = refused(tmp_path, GOOD.replace("seed: 1}", "seed: 1, max_resource: 0.5}"), "scheduler.max_resource")
+    assert "0.5" in err.problem and "perturbation_interval (1)" in err.problem and "steps" in err.fix
+
+
+def test_a_bad_max_resource_is_one_line_and_exit_2_from_the_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tunelab.cli.main import main
+
+    (tmp_path / "mod.py").write_text("def fn(config, reporter):\n    return 1.0\n")
+    (tmp_path / "study.yaml").write_text(GOOD.replace("seed: 1}", "seed: 1, max_resource: -1}"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "study.yaml", "--no-mlflow"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "scheduler.max_resource" in err and "\n" not in err, err
+    assert not (tmp_path / "tunelab.journal").exists() and not (tmp_path / "trials").exists()
+
+
+def test_text_classification_needs_no_max_resource_and_refuses_another_end(tmp_path: Path) -> None:
+    with_max = text_classification(tmp_path, ", num_train_epochs: 3").replace("seed: 1}", "seed: 1, max_resource: 5}")
+    err = refused(tmp_path, with_max, "scheduler.max_resource")
+    assert "5" in err.problem and "num_train_epochs" in err.problem and "3" in err.problem
+    # The same end as the epochs it trains: fine.
+    assert load(tmp_path, with_max.replace("max_resource: 5", "max_resource: 3")).scheduler["max_resource"] == 3
+    # The default (3 epochs) is read as well.
+    refused(tmp_path, text_classification(tmp_path, "").replace("seed: 1}", "seed: 1, max_resource: 4}"),
+            "scheduler.max_resource")
+    # Searched epochs: members end at different steps, so no single end holds for all.
+    searched = text_classification(tmp_path, "", "  num_train_epochs: {int: [3, 4]}\n")
+    err = refused(tmp_path, searched.replace("seed: 1}", "seed: 1, max_resource: 4}"), "scheduler.max_resource")
+    assert "searched" in err.problem
