@@ -107,6 +107,24 @@ def test_with_an_unknown_end_a_completed_member_is_never_a_donor() -> None:
         assert s.suggest(done) is None
 
 
+def test_a_worse_member_is_stopped_only_when_a_member_with_training_left_can_replace_it() -> None:
+    # Members one after another (fewer workers than the population): stopping the worse one for
+    # a donor that has finished ended its training and cloned nothing.
+    from tunelab.schedulers import Decision
+    from tunelab.trial import State
+
+    s = PBTScheduler("score", population=4, quantile=0.5, seed=0, space=choice_space(CONFIGS))
+    for r in (_member(0, [0.9, 0.9], State.COMPLETE), _member(1, [0.8, 0.8], State.COMPLETE)):
+        s.on_end(r)
+    worse = _member(2, [0.1])
+    assert s.on_result(worse, 1.0, worse.history[-1].metrics) == Decision.CONTINUE
+    running = _member(3, [0.95])  # a better member still training: now there is a donor
+    s.on_result(running, 1.0, running.history[-1].metrics)
+    worse = _member(2, [0.1, 0.1])
+    assert s.on_result(worse, 2.0, worse.history[-1].metrics) == Decision.STOP
+    assert s.donor(s._known.values(), 2, 2.0) == 3
+
+
 def test_max_resource_tells_pbt_where_a_function_objectives_training_ends() -> None:
     from tunelab.schedulers import Decision
     from tunelab.trial import State

@@ -181,7 +181,10 @@ class PBTScheduler(BaseScheduler):
         if not self.is_perturbation_step(trial, step) or not self._open(step):
             return Decision.CONTINUE  # between perturbations, or done training: it finishes
         bottom, _top = self.quantiles(self._known.values(), step, include=trial)
-        if trial.trial_id in bottom:
+        # Stopped only when a member with training left can take its place: stopping it for a
+        # donor that has finished (members one after another, fewer workers than the
+        # population) would end its training and clone nothing.
+        if trial.trial_id in bottom and self.donor(self._known.values(), trial.trial_id, step) is not None:
             self._stopped.add(trial.trial_id)
             return Decision.STOP
         return Decision.CONTINUE
