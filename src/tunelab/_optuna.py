@@ -196,5 +196,7 @@ def reseed_sampler(sampler: Any, seed: int) -> bool:
     if not all(isinstance(getattr(o, "_rng", None), LazyRandomState) for o in owners):
         return False
     for owner in owners:
-        owner._rng = LazyRandomState(seed)
+        # RandomState.seed resets the whole state (its cached normal too), as a fresh one
+        # seeded alike; it skips drawing the fresh one's entropy first.
+        owner._rng.rng.seed(seed)
     return True

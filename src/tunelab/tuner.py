@@ -757,23 +757,26 @@ class Tuner:
             self._ranked.sort(key=lambda r: (-r[0], r[1]))
             dropped = [(n, d) for _, n, d in self._ranked[self.keep_checkpoints:]]
             self._ranked = self._ranked[: self.keep_checkpoints]
-        pinned = self._pinned()
         todo = {**self._held_back, **{n: (d, True) for n, d in dropped if d}}
         if number not in todo and trial_dir:
             todo[number] = (trial_dir, False)  # kept: only its latest/ and restore/ go
         self._held_back = {}
+        pinned: set[int] | None = None  # read from storage only when there is something to delete
         for n, (directory, whole) in todo.items():
             owned = self._owned_dir(directory, n)
             if owned is None:
                 continue
+            checkpoint = owned / "checkpoint"
+            parts = [p for p in ([checkpoint] if whole else [checkpoint / "latest"]) + [owned / RESTORE]
+                     if p.is_dir() and not p.is_symlink()]
+            if not parts:
+                continue
+            pinned = self._pinned() if pinned is None else pinned
             if n in pinned:
                 self._held_back[n] = (directory, whole)
                 continue
-            checkpoint = owned / "checkpoint"
-            parts = [checkpoint] if whole else [checkpoint / "latest"]
-            for part in [*parts, owned / RESTORE]:
-                if part.is_dir() and not part.is_symlink():
-                    shutil.rmtree(part, ignore_errors=True)
+            for part in parts:
+                shutil.rmtree(part, ignore_errors=True)
 
     def _pinned(self) -> set[int]:
         """Trials whose checkpoint a clone still has to copy: the parents of queued clones

@@ -158,6 +158,7 @@ def _proposals(sampler: Any, seed: int) -> list[dict[str, Any]]:
 def test_reseed_sampler_equals_a_fresh_build(build: Any) -> None:
     used = build(1)
     _proposals(used, 0)  # its caches hold another study's trials, its RNG has moved on
+    used._rng.rng.standard_normal()  # and holds a cached normal draw
     assert _optuna.reseed_sampler(used, 7)
     fresh = _proposals(build(7), 0)
     assert _proposals(used, 0) == fresh
