@@ -266,6 +266,7 @@ def run_study(
 def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] | None, callbacks: Sequence[Any],
                on_start: Callable[[StudyView, int | None], None] | None, surface: str) -> StudyView:
     from tunelab.schedulers import make_scheduler
+    from tunelab.schedulers.pbt import population_advice
     from tunelab.tracking import parse_tracking, tracking_callbacks
 
     check_study_name(config.name, "study_name" if surface == "api" else "name")
@@ -300,10 +301,11 @@ def _run_study(config: StudyConfig, *, on_progress: Callable[[Progress], None] |
         choice = use_auto_choice(study, space=config.space, seed=config.search.seed, workers=execution.workers,
                                  multi_objective=config.metrics.is_multi_objective, trials=trials)
         sampler_name, sampler_shown = choice.sampler, choice.describe()
-    advice = parallelism_advice(sampler_name, execution.workers, trials,
-                                set_workers="workers={n}" if surface == "api" else "--workers {n}")
-    if advice:
-        warn(advice)
+    set_workers = "workers={n}" if surface == "api" else "--workers {n}"
+    for advice in (parallelism_advice(sampler_name, execution.workers, trials, set_workers=set_workers),
+                   population_advice(scheduler, execution.workers, set_workers=set_workers)):
+        if advice:
+            warn(advice)
     meta = {"metrics": [m.to_dict() for m in config.metrics.metrics], "space": config.space.to_dict(),
             "sampler": sampler_shown, "seed": config.search.seed, "scheduler": repr(scheduler)}
     if study.user_attrs.get(STUDY_ATTR) != meta:

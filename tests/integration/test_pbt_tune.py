@@ -34,11 +34,13 @@ def test_members_one_after_another_train_to_the_end_and_clone_no_finished_member
     # first perturbation and cloned a member that had already finished: the clone restored its
     # final checkpoint at step 6 and trained nothing (6 of 10 trials, each complete with no
     # report). Now a member is stopped only for a donor with training left; here there is none.
-    study = tunelab.tune(
-        objective, {"x": {"float": [0.0, 1.0]}}, metrics=[{"name": "score", "goal": "maximize"}],
-        scheduler={"type": "pbt", "population": 4, "perturbation_interval": 1, "quantile": 0.5, "seed": 0},
-        sampler="random", seed=0, trials=10, backend="inprocess", workers=1, storage="memory",
-        trial_dir=str(tmp_path / "runs"), progress=False)
+    with pytest.warns(tunelab.TunelabWarning, match=r"population is 4 but 1 trial\(s\) run at once.*only explores"
+                      r".*Use workers=4\."):
+        study = tunelab.tune(
+            objective, {"x": {"float": [0.0, 1.0]}}, metrics=[{"name": "score", "goal": "maximize"}],
+            scheduler={"type": "pbt", "population": 4, "perturbation_interval": 1, "quantile": 0.5, "seed": 0},
+            sampler="random", seed=0, trials=10, backend="inprocess", workers=1, storage="memory",
+            trial_dir=str(tmp_path / "runs"), progress=False)
     trials = study.trials()
     assert [t.parent for t in trials] == [None] * 4  # the population, and no clone of a finished member
     for t in trials:

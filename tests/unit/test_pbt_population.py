@@ -159,3 +159,16 @@ def test_the_text_classification_objective_tells_pbt_where_training_ends(tmp_pat
     space = {"learning_rate": {"float": [1e-5, 1e-3], "log": True}, "num_train_epochs": 3}
     pbt = make_scheduler({"type": "pbt"}, "accuracy", "maximize", space=space, objective=objective)
     assert pbt.end_step == 3.0
+
+
+def test_pbt_with_fewer_workers_than_its_population_is_told_why_members_will_not_exploit() -> None:
+    from tunelab.schedulers.asha import ASHAScheduler
+    from tunelab.schedulers.pbt import population_advice
+
+    s = PBTScheduler("score", population=4, space=choice_space(CONFIGS))
+    assert population_advice(s, 4) is None and population_advice(s, 8) is None
+    assert population_advice(ASHAScheduler("score", "maximize"), 1) is None
+    two = population_advice(s, 2)
+    assert two is not None and "population is 4 but 2 trial(s)" in two and "--workers 4, or `population: 2`" in two
+    one = population_advice(s, 1, set_workers="workers={n}")
+    assert one is not None and "only explores" in one and one.endswith("Use workers=4.")

@@ -513,3 +513,20 @@ def _max_epochs(objective: Any, space: Space | None) -> float | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def population_advice(scheduler: Any, workers: int, set_workers: str = "--workers {n}") -> str | None:
+    """A warning when PBT's members cannot all train side by side.
+
+    A member is stopped only for a better member that is still training (a finished one would
+    leave its clone nothing to train), so members that never overlap never exploit each other.
+    Ray Tune pauses members to take turns; tunelab runs each member through, so the workers must
+    hold the population. ``set_workers`` words the fix in the caller's terms.
+    """
+    if not isinstance(scheduler, PBTScheduler) or workers >= scheduler.population:
+        return None
+    alone = " (with one worker, PBT only explores)" if workers == 1 else ""
+    smaller = f", or `population: {workers}`" if workers >= 2 else ""
+    return (f"PBT's population is {scheduler.population} but {workers} trial(s) run at once: a member is replaced "
+            f"only by a copy of a better member that is still training, so members that never train side by side "
+            f"never exploit each other{alone}. Use {set_workers.format(n=scheduler.population)}{smaller}.")
