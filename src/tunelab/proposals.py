@@ -66,7 +66,10 @@ class FinishedKeys:
     every proposal still cost more than Optuna's own sampling, so only the trials after the
     first unfinished one are looked at again."""
 
-    def __init__(self, names: tuple[str, ...] | None = None) -> None:
+    def __init__(self) -> None:
+        self._reset(None)
+
+    def _reset(self, names: tuple[str, ...] | None) -> None:
         self._names = names
         self._scanned = 0  # trials (in number order) before the first one not yet finished
         self._folded: set[int] = set()  # finished trials after that point, already counted
@@ -78,7 +81,7 @@ class FinishedKeys:
              but: int | None) -> dict[tuple[Any, ...], "FrozenTrial"]:
         """``completed_keys`` over ``trials``: every trial of the study, in number order."""
         if names != self._names or len(trials) < self._scanned:  # another space, or another study
-            self.__dict__.update(FinishedKeys(names).__dict__)
+            self._reset(names)
         running = []
         at_start = True
         for t in trials[self._scanned:]:
