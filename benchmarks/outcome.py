@@ -431,7 +431,8 @@ def w_grid(clock: TreeClock, s: Mapping[str, Any], seed: int, tmp: Path, data: P
     best = max((r for r in runs if r["best"] is not None), key=lambda r: (r["best"]["val"], -r["n"]))["best"]
     from safetensors.torch import load_file  # weights as tensors only: nothing executed on load
 
-    env = hf_setup(data, s["hf_threads"])  # the user's session, which holds the best point's weights
+    # The user's session, which holds the best point's weights (run one at a time: this one).
+    env = _GRID_ENV if parallel == 1 else hf_setup(data, s["hf_threads"])
     wall, cpu = clock.stop()
     model = env["model_init"]()  # (as for the other systems: loading the model to score it is not counted)
     model.load_state_dict(load_file(best["weights"]))

@@ -7,7 +7,7 @@ ended lower). Prints the validation accuracy after each epoch.
     PYTHONPATH=src python benchmarks/pair_check.py tunelab-stock SEED    # fast_path: false
     PYTHONPATH=src python benchmarks/pair_check.py tunelab-random SEED   # random batches, no length groups
 
-15 seeds (0..14) of ``tunelab`` and ``hf``, 10 of each ablation: ``benchmarks/results/outcome.md``.
+The 20 seeds measured (and the ablations') are in ``benchmarks/results/pair_check.md``.
 
 1 torch thread each. The data is what ``benchmarks/outcome.py --train 1000`` prepares
 (``examples/demo/data/outcome-1000-300-500``): run that first.

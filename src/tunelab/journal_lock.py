@@ -53,7 +53,6 @@ class JournalLock:
         self.grace_period_s = grace_period_s
         self.taken_over = 0  # locks of dead owners broken by this object
         self._me: tuple[int, dict] | None = None  # (pid, this process as an owner): a fork is another
-        self._texts: dict[tuple[int, int], str] = {}  # (pid, thread) -> its owner text
         # (pid, thread) -> the identity (inode, mtime) of the lock file it created and holds
         self._held: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -122,11 +121,7 @@ class JournalLock:
         return self._me[1]
 
     def _owner_text(self) -> str:
-        key = (os.getpid(), threading.get_ident())
-        text = self._texts.get(key)
-        if text is None:
-            text = self._texts[key] = json.dumps({**self._process(), "thread": key[1]}, sort_keys=True)
-        return text
+        return json.dumps({**self._process(), "thread": threading.get_ident()}, sort_keys=True)
 
     def _hold(self, info: os.stat_result) -> None:
         """Remember the identity of the lock file this thread just made, for ``release``."""
