@@ -42,6 +42,37 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_block(n: int, attempts: int = 50) -> list[int]:
+    """``n`` consecutive ports below the kernel's ephemeral range, each free on 127.0.0.1 right now.
+
+    Below that range no outgoing connection takes one as its source port between this check and
+    the moment a server binds it, which ports from ``free_ports`` (inside the range) cannot promise;
+    a random block keeps clusters side by side apart."""
+    top = _ephemeral_low() - n
+    for _ in range(attempts):
+        base = 10000 + secrets.randbelow(max(1, top - 10000))
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return list(range(base, base + n))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no block of {n} free ports below {top + n} after {attempts} tries")
+
+
 def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -126,7 +157,7 @@ class RayCluster:
     def start(cls, head_cpus: int = 2, worker_cpus: tuple[int, ...] = (1,), timeout: float = 90) -> "RayCluster":
         # A short path: Ray's unix sockets live under it (108-byte limit).
         temp_dir = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))
-        cluster = cls(temp_dir, free_ports(1)[0], secrets.token_hex(32))
+        cluster = cls(temp_dir, port_block(1)[0], secrets.token_hex(32))
         try:
             cluster._start_node(head=True, cpus=head_cpus, name="head", timeout=timeout)
             for i, cpus in enumerate(worker_cpus):
@@ -140,7 +171,25 @@ class RayCluster:
         return self._start_node(head=False, cpus=cpus, name=f"node{len(self.nodes)}", timeout=timeout)
 
     def _start_node(self, *, head: bool, cpus: int, name: str, timeout: float) -> RayNode:
-        ports = free_ports(10)
+        """Start a node; if `ray start` fails or does not come up in time, stop what it started and
+        try once more on other ports (the head's GCS port too), showing why the first try failed.
+        A 2-core machine under a full test run has once left a head's GCS unanswered for 30 s."""
+        try:
+            return self._start_node_once(head=head, cpus=cpus, name=name, timeout=timeout)
+        except (RuntimeError, TimeoutError) as first:
+            failed = self.nodes.pop()
+            log = failed.log.read_text(errors="replace")[-2000:] if failed.log.exists() else ""
+            self.stop_node(failed)
+            failed.log.rename(failed.log.with_suffix(".failed.log"))
+            if head:
+                self.port = port_block(1)[0]
+            print(f"cluster_fixtures: retrying the Ray {name} once after: {first}\n{log}", file=sys.stderr)
+            return self._start_node_once(head=head, cpus=cpus, name=name, timeout=timeout)
+
+    def _start_node_once(self, *, head: bool, cpus: int, name: str, timeout: float) -> RayNode:
+        # One private block per node: 10 fixed ports, then 200 for its workers.
+        block = port_block(210)
+        ports = block[:10]
         resources = f'{{"tl_{name}": 1}}'  # tells the nodes apart in tests
         args = [str(VENV_BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
                 "--num-gpus=0", f"--resources={resources}", "--disable-usage-stats",
@@ -148,10 +197,7 @@ class RayCluster:
                 f"--object-manager-port={ports[1]}", f"--dashboard-agent-listen-port={ports[2]}",
                 f"--dashboard-agent-grpc-port={ports[3]}", f"--runtime-env-agent-port={ports[4]}",
                 f"--metrics-export-port={ports[5]}"]
-        # Workers take ports from a range: a random one per node below the kernel's ephemeral
-        # range (where free_ports finds the others), so clusters side by side do not clash.
-        base = 10002 + secrets.randbelow(100) * 220
-        args += [f"--min-worker-port={base}", f"--max-worker-port={base + 200}"]
+        args += [f"--min-worker-port={block[10]}", f"--max-worker-port={block[-1]}"]
         if head:
             args += ["--head", f"--port={self.port}", "--include-dashboard=false", f"--dashboard-port={ports[7]}",
                      f"--ray-client-server-port={ports[8]}", f"--temp-dir={self.temp_dir}"]
