@@ -732,10 +732,19 @@ class Tuner:
         if best is not None and not self.metrics.is_multi_objective:
             self._best = best.values[0] if best.values else None
             sign = 1.0 if self.metrics.primary.goal == "maximize" else -1.0
-            ranked = view.ranked_trials()
-            self._ranked = [(sign * t.values[0], t.number, t.trial_dir or "") for t in ranked
-                            if t.trial_dir is None or self._owned_dir(t.trial_dir, t.number) is not None]
-            self._ranked = self._ranked[: self.keep_checkpoints]
+            ranked, outside = [], []
+            for t in view.ranked_trials():
+                if t.trial_dir is None or self._inside_root(t.trial_dir) is not None:
+                    ranked.append((sign * t.values[0], t.number, t.trial_dir or ""))
+                else:
+                    outside.append(t)
+            self._ranked = ranked[: self.keep_checkpoints]
+            if outside:  # e.g. a study resumed under another trial root: one line, not one per trial
+                warnings.warn(f"{len(outside)} trials of this study record directories outside the trial root "
+                              f"{self._resolved_trial_root()} (trial {outside[0].number}: {outside[0].trial_dir}); "
+                              "tunelab leaves them alone: their checkpoints are neither kept among the best nor "
+                              "deleted. Resume with the trial root they were written under to manage them.",
+                              stacklevel=2)
 
     # ---- retention and shutdown -------------------------------------------------------------
 
@@ -763,12 +772,14 @@ class Tuner:
         self._held_back = {}
         pinned: set[int] | None = None  # read from storage only when there is something to delete
         for n, (directory, whole) in todo.items():
+            # Look (a stat, nothing written) before resolving the path: most trials of a cheap
+            # objective leave no checkpoint, and resolving costs a system call per component.
+            if not self._checkpoint_parts(self._trial_root_path(directory), whole):
+                continue
             owned = self._owned_dir(directory, n)
             if owned is None:
                 continue
-            checkpoint = owned / "checkpoint"
-            parts = [p for p in ([checkpoint] if whole else [checkpoint / "latest"]) + [owned / RESTORE]
-                     if p.is_dir() and not p.is_symlink()]
+            parts = self._checkpoint_parts(owned, whole)
             if not parts:
                 continue
             pinned = self._pinned() if pinned is None else pinned
@@ -777,6 +788,18 @@ class Tuner:
                 continue
             for part in parts:
                 shutil.rmtree(part, ignore_errors=True)
+
+    @staticmethod
+    def _checkpoint_parts(trial_dir: Path, whole: bool) -> list[Path]:
+        """What retention deletes of a trial: its whole ``checkpoint/`` or only ``latest/``, and
+        its ``restore/`` copy; real directories only (a link is never followed)."""
+        checkpoint = trial_dir / "checkpoint"
+        return [p for p in ([checkpoint] if whole else [checkpoint / "latest"]) + [trial_dir / RESTORE]
+                if p.is_dir() and not p.is_symlink()]
+
+    def _trial_root_path(self, directory: str) -> Path:
+        path = Path(directory)
+        return path if path.is_absolute() else self.trial_root / path
 
     def _pinned(self) -> set[int]:
         """Trials whose checkpoint a clone still has to copy: the parents of queued clones
@@ -798,17 +821,24 @@ class Tuner:
     def _owned_dir(self, directory: str, number: int | None = None) -> Path | None:
         """``directory`` (read from storage) if it lies inside the trial root, else None with a
         warning: a stored path must never make tunelab write or delete anywhere else."""
-        if self._resolved_root is None:  # resolved once: it is the same directory all study long
-            self._resolved_root = self.trial_root.resolve()
-        root = self._resolved_root
+        owned = self._inside_root(directory)
+        if owned is None:
+            which = f"trial {number}" if number is not None else "a trial"
+            warnings.warn(f"{which} records the directory {directory}, outside the trial root "
+                          f"{self._resolved_trial_root()}; tunelab leaves it alone.", stacklevel=2)
+        return owned
+
+    def _inside_root(self, directory: str) -> Path | None:
+        """``directory`` resolved (links followed) if it lies inside the trial root, else None."""
+        root = self._resolved_trial_root()
         path = Path(directory)
         resolved = (path if path.is_absolute() else root / path).resolve()
-        if resolved != root and root in resolved.parents:
-            return resolved
-        which = f"trial {number}" if number is not None else "a trial"
-        warnings.warn(f"{which} records the directory {directory}, outside the trial root {root}; "
-                      "tunelab leaves it alone.", stacklevel=2)
-        return None
+        return resolved if resolved != root and root in resolved.parents else None
+
+    def _resolved_trial_root(self) -> Path:
+        if self._resolved_root is None:  # resolved once: it is the same directory all study long
+            self._resolved_root = self.trial_root.resolve()
+        return self._resolved_root
 
     def _shutdown(self) -> None:
         try:

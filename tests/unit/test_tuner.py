@@ -254,6 +254,19 @@ def test_a_stored_directory_outside_the_trial_root_is_never_deleted(tmp_path: Pa
     assert any("outside the trial root" in str(w.message) for w in caught)
 
 
+def test_resuming_under_another_trial_root_warns_once_for_all_the_earlier_trials(tmp_path: Path) -> None:
+    storage = journal(tmp_path)
+    run_tuner(storage, PLANE, 6, tmp_path / "first", keep=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study = run_tuner(storage, PLANE, 8, tmp_path / "moved", keep=1)
+    outside = [str(w.message) for w in caught if "outside the trial root" in str(w.message)]
+    assert len(outside) == 1, outside  # one line for the study, not one per earlier trial
+    assert outside[0].startswith("6 trials of this study record directories outside the trial root")
+    assert str(tmp_path / "first") in outside[0] and str((tmp_path / "moved").resolve()) in outside[0]
+    assert len(complete(study)) == 8
+
+
 def test_retention_still_deletes_checkpoints_inside_the_trial_root(tmp_path: Path) -> None:
     def with_checkpoint(config: dict[str, Any], reporter: Any) -> dict[str, float]:
         (Path(reporter.trial_dir) / "checkpoint").mkdir(parents=True, exist_ok=True)
