@@ -53,7 +53,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_at_once(tmp_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     journal = tmp_path / "tunelab.journal"
     pid = _killed_while_appending(journal)
-    assert Path(f"{journal}.lock").exists()  # what every restart used to wait 30 s on
+    assert os.path.lexists(f"{journal}.lock")  # what every restart used to wait 30 s on
 
     with caplog.at_level(logging.WARNING, logger="tunelab.storage"):
         storage = open_storage(resolve_storage_url(str(journal)))
@@ -65,7 +65,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_at_once(tmp_path: Path,
     names = {s.study_name for s in optuna.get_all_study_summaries(again, include_best_trial=False)}
     assert names == {"killed", "next"}  # the killed append had written its record before the kill
     assert len(optuna.load_study(study_name="next", storage=again).trials) == 1
-    assert not Path(f"{journal}.lock").exists()
+    assert not os.path.lexists(f"{journal}.lock")
 
 
 def test_a_record_cut_short_by_the_kill_does_not_spoil_the_next_ones(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_a_lock_whose_owner_cannot_be_checked_is_taken_over_after_the_grace_peri
         with caplog.at_level(logging.WARNING, logger="tunelab.storage"):
             assert lock.acquire()
         lock.release()
-        assert not Path(f"{journal}.lock").exists()
+        assert not os.path.lexists(f"{journal}.lock")
     messages = [r.getMessage() for r in caplog.records]
     assert any("another-machine" in m and "did not change" in m for m in messages), messages
     assert any("an unknown process" in m for m in messages), messages
@@ -162,26 +162,68 @@ def test_a_lock_whose_owner_cannot_be_checked_is_taken_over_after_the_grace_peri
 
 def test_release_leaves_a_lock_that_another_process_took_over_meanwhile(tmp_path: Path) -> None:
     # Our lock was judged stale and broken, and another process holds a new one: releasing ours
-    # must not remove theirs (judged by the file's identity, not by reading it back).
-    import json
-
+    # must not remove theirs (judged by the owner it names).
     from tunelab.journal_lock import JournalLock
 
     journal = tmp_path / "tunelab.journal"
     lock_file = Path(f"{journal}.lock")
     lock = JournalLock(str(journal))
     assert lock.acquire()
-    ours = lock_file.read_text()
+    ours = os.readlink(lock_file)
+    assert ours.startswith("tl1 ") and len(ours) < 60  # fits a fast symlink: no data block
     lock_file.unlink()  # broken by the other process ...
-    other = json.dumps({"host": "another-machine", "pid": 1, "start": "5", "pidns": "x"})
-    lock_file.write_text(other)  # ... which took the lock
-    os.utime(lock_file, ns=(1, 1))  # whatever the clock's resolution: another identity than ours
+    other = ours.replace(ours.split(" ")[3], "1", 1)  # ... which took the lock: another pid
+    os.symlink(other, lock_file)
     lock.release()
-    assert lock_file.read_text() == other
+    assert os.readlink(lock_file) == other
     lock_file.unlink()
-    assert lock.acquire() and lock_file.read_text() == ours
+    assert lock.acquire() and os.readlink(lock_file) == ours
     lock.release()
-    assert not lock_file.exists()
+    assert not os.path.lexists(lock_file)
+
+
+def test_an_owner_file_of_an_earlier_tunelab_on_this_host_is_still_judged_by_its_owner(tmp_path: Path) -> None:
+    # Before the symlink, the lock was a file holding its owner as JSON: a live owner's is never
+    # broken, a dead one's at once (an upgrade in the middle of a study keeps both rules).
+    import json
+    import socket
+
+    from tunelab.driver import this_driver
+    from tunelab.journal_lock import JournalLock, _parse
+
+    journal = tmp_path / "tunelab.journal"
+    journal.write_bytes(b"")
+    host, pid, start = this_driver().rsplit(":", 2)
+    pidns = os.readlink("/proc/self/ns/pid")
+    lock = JournalLock(str(journal), grace_period_s=3600)
+    live = json.dumps({"host": socket.gethostname(), "pid": int(pid), "start": start, "pidns": pidns, "thread": 1})
+    assert lock._alive(_parse(live)) is True
+    dead = json.dumps({"host": host, "pid": int(pid), "start": str(int(start) + 1), "pidns": pidns})
+    Path(f"{journal}.lock").write_text(dead)  # this pid, but another start time: a reused pid
+    assert lock.acquire() and lock.taken_over == 1
+    lock.release()
+    assert not os.path.lexists(f"{journal}.lock")
+
+
+def test_without_symbolic_links_the_lock_is_a_file_naming_its_owner(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from tunelab.journal_lock import JournalLock
+
+    def no_symlinks(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    journal = tmp_path / "tunelab.journal"
+    lock, other = JournalLock(str(journal)), JournalLock(str(journal))
+    assert lock.acquire()
+    lock_file = Path(f"{journal}.lock")
+    assert not lock_file.is_symlink() and lock_file.read_text() == lock._owner_text()
+    assert not other._create(other._owner_text())  # held: nobody else gets it
+    lock.release()
+    assert not os.path.lexists(lock_file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temporary file left
 
 
 def test_threads_sharing_one_lock_object_exclude_each_other(tmp_path: Path) -> None:
@@ -211,4 +253,4 @@ def test_threads_sharing_one_lock_object_exclude_each_other(tmp_path: Path) -> N
     for t in threads:
         t.join(120)
     assert counter == {"n": 400, "inside": 0, "overlaps": 0}
-    assert not Path(f"{tmp_path / 'tunelab.journal'}.lock").exists()
+    assert not os.path.lexists(f"{tmp_path / 'tunelab.journal'}.lock")
