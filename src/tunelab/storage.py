@@ -71,13 +71,12 @@ def open_storage(url: str) -> "optuna.storages.BaseStorage":
         raise _redis_refused(url)
     if url.startswith(_RDB_SCHEMES):
         return _open_rdb(url)
-    from optuna.storages.journal import JournalFileBackend
-
+    from tunelab._optuna import journal_file_backend
     from tunelab.journal_lock import JournalLock
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     # tunelab's lock names its owner, so a lock left by a killed process is taken over at once.
-    return optuna.storages.JournalStorage(JournalFileBackend(url, lock_obj=JournalLock(url)))  # type: ignore[arg-type]
+    return optuna.storages.JournalStorage(journal_file_backend(url, lock_obj=JournalLock(url)))
 
 
 def _is_redis(url: str) -> bool:

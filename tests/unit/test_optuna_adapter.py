@@ -179,3 +179,55 @@ def test_reseed_sampler_refuses_what_it_cannot_reseed_exactly() -> None:
     before = tpe._random_sampler._rng
     assert not _optuna.reseed_sampler(tpe, 7)
     assert tpe._random_sampler._rng is before  # nothing changed
+
+
+# ---- the journal backend that looks at the file's size first -------------------------------
+
+
+def _logs(backend: Any, start: int) -> list[dict[str, Any]]:
+    return list(backend.read_logs(start))
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["stat-first", "without-the-private-offsets"])
+def test_journal_file_backend_reads_what_optunas_reader_reads(tmp_path: Any, hidden: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from optuna.storages.journal import JournalFileBackend
+
+    path = str(tmp_path / "j.journal")
+    ours, writer = _optuna.journal_file_backend(path, lock_obj=None), JournalFileBackend(path)
+    plain = JournalFileBackend(path)
+    if hidden:  # a future Optuna without the offsets: Optuna's own reader
+        monkeypatch.setattr(_optuna, "_OFFSETS_ATTR", "_offsets_gone")
+    opened: list[str] = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1])
+    seen = 0
+    for batch in ([{"op": 1}], [{"op": 2}, {"op": 3}], [], [{"op": 4}]):
+        if batch:
+            writer.append_logs(batch)  # another process's append
+        opened.clear()
+        new = _logs(ours, seen)
+        ours_opened, expected = list(opened), _logs(plain, seen)
+        assert new == expected == batch
+        assert (ours_opened == []) == (not batch and not hidden)  # nothing new: a stat, no open
+        seen += len(new)
+    with real_open(path, "ab") as f:  # a record cut short by a killed writer: not read yet ...
+        f.write(b'{"op":')
+    assert _logs(ours, seen) == _logs(plain, seen) == []
+    with real_open(path, "ab") as f:  # ... and read once it is whole
+        f.write(b'5}\n')
+    assert _logs(ours, seen) == _logs(plain, seen) == [{"op": 5}]
+    assert _logs(ours, 0) == _logs(plain, 0) and len(_logs(ours, 0)) == 5
+
+
+def test_the_journal_storage_tunelab_opens_uses_it(tmp_path: Any) -> None:
+    from tunelab.storage import open_storage, resolve_storage_url
+
+    storage = open_storage(resolve_storage_url(str(tmp_path / "s.journal")))
+    assert type(storage._backend).__name__ == "StatFirstJournalFileBackend"
+    study = optuna.create_study(storage=storage, study_name="s")
+    other = optuna.load_study(study_name="s", storage=open_storage(resolve_storage_url(str(tmp_path / "s.journal"))))
+    study.enqueue_trial({"x": 0.5})
+    assert [t.state for t in other.trials] == [TrialState.WAITING]  # the other handle sees the write
