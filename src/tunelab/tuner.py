@@ -38,7 +38,7 @@ from tunelab.metrics import MetricSet
 from tunelab.proposals import DUPLICATE_OF, RESAMPLED, completed_keys, config_key
 from tunelab.repeats import (REPEAT_OF, SEED, Repeats, earlier_twin, is_repeat, kept_checkpoints, missing_repeats,
                              repeat_config, search_after_repeats)
-from tunelab.schedulers.base import Decision, FIFOScheduler, Suggestion
+from tunelab.schedulers.base import BaseScheduler, Decision, FIFOScheduler, Suggestion
 from tunelab.space import Space
 from tunelab.study import REPORT_PREFIX, StudyView, reports_of, stored_config, trial_dir_name, trial_info, trial_state
 from tunelab.trial import LEARNABLE_FAILURES, Ended, Event, Report, Result, State, TrialRecord
@@ -131,8 +131,10 @@ class Tuner:
         self.driver = this_driver()
         self._live: dict[int, _Live] = {}
         self._finished: list[TrialRecord] = []
+        self._finished_counted = 0  # of those, the ones the trial budget counts (kept as they come)
         self._counts = {State.COMPLETE: 0, State.PRUNED: 0, State.FAILED: 0}
         self._durations: list[float] = []
+        self._durations_total = 0.0
         self._best: float | None = None
         self._ranked: list[tuple[float, int, str]] = []  # (score, number, dir) of feasible complete trials
         self._held_back: dict[int, tuple[str, bool]] = {}  # pinned checkpoints to delete later (dir, whole)
@@ -266,7 +268,8 @@ class Tuner:
 
         sampler = self.study.sampler
         self._refresh_scheduler()
-        history = self._history()
+        # Every trial the scheduler knows of, built only for a scheduler that reads it (O(trials)).
+        history = self._history() if self._scheduler_reads_history else ()
         suggestion = self.scheduler.suggest(history)
         if suggestion is not None:
             return self._launch_suggestion(suggestion)
@@ -390,7 +393,7 @@ class Tuner:
         self.study.tell(trial, state=TrialState.FAIL)
         self._own.add(trial.number)
         record = TrialRecord(trial.number, {}, State.FAILED, (), "cancelled", None, replaces)
-        self._finished.append(record)
+        self._add_finished(record)
         self.scheduler.on_end(record)
         self._last_message = f"trial {trial.number} cancelled: trial {first} replaces trial {replaces}"
         return False
@@ -471,7 +474,7 @@ class Tuner:
                 _optuna.set_system_attr(trial, key, value)
         self.study.tell(trial, list(earlier.values))
         record = TrialRecord(trial.number, dict(config), State.COMPLETE)
-        self._finished.append(record)
+        self._add_finished(record)
         self.scheduler.on_end(record)
         self._counts[State.COMPLETE] += 1
         self._last_message = f"trial {trial.number} repeats trial {earlier.number}: its result is reused"
@@ -503,6 +506,16 @@ class Tuner:
             self.study.tell(trial, state=TrialState.FAIL)
 
     # ---- the scheduler's view of the study: every trial in storage -------------------------------
+
+    @property
+    def _scheduler_reads_history(self) -> bool:
+        """False for a scheduler whose ``suggest`` is the base one (it proposes nothing)."""
+        return getattr(type(self.scheduler), "suggest", None) is not BaseScheduler.suggest \
+            or hasattr(self.scheduler, "population_full")
+
+    def _add_finished(self, record: TrialRecord) -> None:
+        self._finished.append(record)
+        self._finished_counted += record.failure_kind not in UNCOUNTED_FAILURES
 
     def _history(self) -> tuple[TrialRecord, ...]:
         """Every trial the scheduler knows of: this driver's, and other drivers' (from storage)."""
@@ -629,11 +642,12 @@ class Tuner:
                               or event.trial_id in self._repeating)  # a repeat is planned again
             self.study.tell(live.trial, state=TrialState.FAIL)
         record = replace(live.record, state=state, failure_kind=kind)
-        self._finished.append(record)
+        self._add_finished(record)
         if event.trial_id not in self._repeating:
             self.scheduler.on_end(record)
         self._counts[state] += 1
         self._durations.append(self.clock() - live.started)
+        self._durations_total += self._durations[-1]
         feasible = state == State.COMPLETE and self.metrics.feasible(metrics)
         if feasible and values and not self.metrics.is_multi_objective:
             if self._best is None or self.metrics.primary.better(values[0], self._best):
@@ -725,7 +739,7 @@ class Tuner:
             if info.state in (State.COMPLETE, State.PRUNED, State.FAILED):
                 record = TrialRecord(info.number, info.config, info.state, info.history, info.failure_kind,
                                      _number(info.parent), replaces.get(info.number))
-                self._finished.append(record)
+                self._add_finished(record)
                 self._own.add(info.number)
                 self.scheduler.on_end(record)  # a resumed study's rungs and medians are refilled
         best = view.best_trial
@@ -856,10 +870,10 @@ class Tuner:
         eta = None
         if self._durations and self.trials is not None:
             # An estimate from what this driver knows: no storage scan on every progress tick.
-            used = len(self._live) + sum(r.failure_kind not in UNCOUNTED_FAILURES for r in self._finished)
+            used = len(self._live) + self._finished_counted
             now = self.clock()
             total = self.trials + (self.repeats.extra_trials if self.repeats is not None else 0)
-            eta = estimate_eta(sum(self._durations) / len(self._durations), max(0, total - used),
+            eta = estimate_eta(self._durations_total / len(self._durations), max(0, total - used),
                                [now - live.started for live in self._live.values()], self._workers())
         failures, self._new_failures = tuple(self._new_failures), []
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],
