@@ -569,8 +569,9 @@ def _markdown(report: dict[str, Any]) -> str:
         "## Notes",
         "",
         "- tunelab rows use the default storage (an Optuna journal file in a temporary directory) and do "
-        "everything a real study does per trial: the tuner's user attributes, a trial directory with "
-        "`config.json`, the budget count read from storage.",
+        "everything a real study does per trial: the tuner's user attributes, the budget count read from "
+        "storage, de-duplication, retention; the local executor also writes each trial's directory with "
+        "`config.json` (the in-process executor leaves the directory to a trial's first checkpoint).",
         "- \"journal appends / trial\": calls to Optuna's `JournalFileBackend.append_logs`; each one takes "
         "the file lock and fsyncs. \"of which in appends\": the time per trial spent inside those calls "
         "(median over runs); the rest is sampling and bookkeeping.",
