@@ -4,19 +4,19 @@ Optuna's own journal locks (a symlink or an ``O_EXCL`` file) do not say who hold
 process killed during an append leaves a lock that every later process waits out: 30 s, the
 grace period. This lock names its owner (host, pid namespace, pid, the process's start time from
 ``/proc`` and the thread), so a lock left by a process of this host that is gone (or whose pid
-now belongs to another process) is broken as soon as it is seen.
+now belongs to another process) is broken as soon as it is seen. The record the dead owner was
+writing may be cut short: it never completed, so the broken tail is cut off before the next
+append, which would otherwise be glued to it and make both unreadable.
 
 The lock is a symbolic link whose target is the owner's name: made in one system call, so no
 process ever sees a lock without its owner, and short enough (under 60 bytes) to live in the
 link's inode, so taking the lock writes no data block for the journal's ``fsync`` to commit. It
 measured 18 µs an acquire and release here against 25 µs for Optuna's symlink lock and 56 µs for
 the owner file this replaced. Where a file system has no symbolic links, the owner is written to
-a file that is then hard-linked (or, lacking those too, created with ``O_EXCL``). The record the dead owner was
-writing may be cut short: it never completed, so the broken tail is cut off before the next
-append, which would otherwise be glued to it and make both unreadable.
+a file that is then hard-linked (or, lacking those too, created with ``O_EXCL``).
 
 A lock held by a live process is never broken. One whose owner cannot be checked from here
-(another host, another pid namespace, or a lock from Optuna or an older tunelab) is broken, as
+(another host, another pid namespace, or a lock from Optuna, which names no owner) is broken, as
 Optuna does, when it has not changed for ``grace_period_s``.
 
 It is the same file as Optuna's lock (``<journal>.lock``), so tunelab and plain Optuna processes
@@ -193,7 +193,8 @@ class JournalLock:
                 os.unlink(self.path)
 
     def _read_text(self) -> str | None:
-        """The owner the lock names ("" for an Optuna lock, which names none); None when there is none."""
+        """What the lock says of its owner (a link's target, a file's text; an Optuna lock's is no
+        owner's name); None when there is no lock."""
         try:
             return os.readlink(self.path)
         except FileNotFoundError:
