@@ -112,6 +112,42 @@ def test_several_live_processes_append_without_losing_or_spoiling_a_record(tmp_p
     assert sorted(t.number for t in study.trials) == list(range(writers * per_writer))
 
 
+def _append_many_with_optunas_lock(path: str, barrier: Any, results: Any, n: int) -> None:
+    try:
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(path))  # Optuna's own symlink lock
+        study = optuna.load_study(study_name="shared", storage=storage)
+        barrier.wait(timeout=120)
+        for i in range(n):
+            study.enqueue_trial({"x": float(i)}, skip_if_exists=False)
+        results.put("ok")
+    except BaseException:  # noqa: BLE001
+        results.put(traceback.format_exc())
+
+
+def test_plain_optuna_processes_and_tunelab_processes_append_to_one_journal_together(tmp_path: Path) -> None:
+    # Both locks are <journal>.lock: whichever made it, the others wait (neither breaks a live one).
+    path = str(tmp_path / "tunelab.journal")
+    url = resolve_storage_url(path)
+    optuna.create_study(storage=open_storage(url), study_name="shared")
+    ctx = multiprocessing.get_context("fork")
+    per_writer = 60
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_append_many, args=(url, barrier, results, per_writer)) for _ in range(2)]
+    procs += [ctx.Process(target=_append_many_with_optunas_lock, args=(path, barrier, results, per_writer))
+              for _ in range(2)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert outcomes == ["ok"] * 4, outcomes
+    study = optuna.load_study(study_name="shared", storage=open_storage(url))
+    assert sorted(t.number for t in study.trials) == list(range(4 * per_writer))
+    assert not os.path.lexists(f"{path}.lock")
+
+
 def test_a_lock_held_by_a_live_process_is_never_broken(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import threading
 
