@@ -115,9 +115,22 @@ def read_runs(uri: str, experiment: str) -> tuple[Any, dict[int, Any]]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
     children = {int(r.data.tags["trial"]): r for r in runs if "mlflow.parentRunId" in r.data.tags}
-    return parent, children
+    return parents[0], children
+
+
+def finished_trial_runs(uri: str, experiment: str) -> int:
+    """Trial runs the server holds as ended; 0 when it holds none of the study yet."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return 0
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return sum(1 for r in runs if "mlflow.parentRunId" in r.data.tags and r.info.status != "RUNNING")
 
 
 def check_trial_runs(uri: str, study: Any, parent: Any, children: dict[int, Any]) -> None:
@@ -187,8 +200,9 @@ def test_server_killed_mid_study_then_sync(server: MlflowServer, tmp_path: Path,
         assert spool.exists()
     finally:
         server.start()  # the same port and store
-    _, children = read_runs(server.url, "outage")
-    assert len([r for r in children.values() if r.info.status != "RUNNING"]) < 6  # data is missing for now
+    # Data is missing for now. How much reached the server before it stopped depends on the tracker's
+    # background sender (on a busy machine, possibly not even the study's own run): none is required.
+    assert finished_trial_runs(server.url, "outage") < 6
 
     assert tunelab_main(["sync", "--storage", str(tmp_path / "s.journal"), "--study", "outage"]) == 0
     assert not spool.exists()
