@@ -383,6 +383,7 @@ def judge_precision(r: dict[str, Any], dry: bool) -> tuple[str, str]:
 # ---- part 2: out-of-memory back-off ---------------------------------------------------------
 
 def worker_oom(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    import numpy as np
     import torch
 
     inject = {"fault_injection": {"oom_above_micro_batch": sizes.p2_inject}} if sizes.p2_inject else {}
@@ -412,6 +413,16 @@ def worker_oom(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         step(loss, number)
 
     loop._step = record  # type: ignore[method-assign]
+    # One forward and backward of 2 examples first, so cuBLAS and the autocast kernels set up
+    # their handles and workspaces with memory to spare: the OOM must come from the batch.
+    from tunelab.nlp.batching import pad_batch, to_tensors
+
+    inputs = to_tensors(pad_batch(loop.train_split, np.arange(2), loop.job.cache.pad_id), loop.device)
+    inputs.pop("labels")
+    with loop.precision.autocast():
+        loop.model(**inputs).logits.float().sum().backward()
+    loop.model.zero_grad(set_to_none=True)
+    del inputs
     hog = None
     if loop.device.type == "cuda":
         torch.cuda.synchronize()
