@@ -10,6 +10,8 @@ attribute first and falls back to what the public API offers when a future Optun
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
@@ -22,7 +24,6 @@ _FIXED_PARAMS_KEY = "fixed_params"
 CLAIM_PREFIX = "tunelab:claim:"
 
 
-_STAT_FIRST_BACKEND: Any = None
 #: ``JournalFileBackend``'s private map from a log number to its byte offset in the file.
 _OFFSETS_ATTR = "_log_number_offset"
 
@@ -36,29 +37,31 @@ def journal_file_backend(path: str, lock_obj: Any) -> Any:
     ``_log_number_offset``) means no log follows, which is exactly when Optuna's own reader yields
     none. Anything else, or an Optuna without that attribute, reads as Optuna does.
     """
-    global _STAT_FIRST_BACKEND
-    if _STAT_FIRST_BACKEND is None:
-        import os
-
-        from optuna.storages.journal import JournalFileBackend
-
-        class StatFirstJournalFileBackend(JournalFileBackend):  # type: ignore[misc]
-            def read_logs(self, log_number_from: int) -> Any:
-                offsets = getattr(self, _OFFSETS_ATTR, None)
-                end = offsets.get(log_number_from) if isinstance(offsets, dict) else None
-                if end is not None:
-                    try:
-                        if os.stat(self.path).st_size == end:
-                            return iter(())
-                    except OSError:
-                        pass  # Optuna's reader says what is wrong
-                return super().read_logs(log_number_from)
-
-        _STAT_FIRST_BACKEND = StatFirstJournalFileBackend
-
-    backend = _STAT_FIRST_BACKEND(path, lock_obj=lock_obj)
-    backend.path = path  # our own name for it: Optuna's ``_file_path`` is private
+    backend = _stat_first_backend_class()(path, lock_obj=lock_obj)
+    backend.tunelab_path = path  # our own name for it: Optuna's ``_file_path`` is private
     return backend
+
+
+@functools.cache
+def _stat_first_backend_class() -> type:
+    """Made on first use, so that importing this module does not import Optuna's journal."""
+    from optuna.storages.journal import JournalFileBackend
+
+    class StatFirstJournalFileBackend(JournalFileBackend):  # type: ignore[misc]
+        tunelab_path: str
+
+        def read_logs(self, log_number_from: int) -> Any:
+            offsets = getattr(self, _OFFSETS_ATTR, None)
+            end = offsets.get(log_number_from) if isinstance(offsets, dict) else None
+            if end is not None:
+                try:
+                    if os.stat(self.tunelab_path).st_size == end:
+                        return iter(())
+                except OSError:
+                    pass  # Optuna's reader says what is wrong
+            return super().read_logs(log_number_from)
+
+    return StatFirstJournalFileBackend
 
 
 def storage_of(study: "optuna.Study", opened: "optuna.storages.BaseStorage | None" = None) -> Any:
