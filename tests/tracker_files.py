@@ -1,46 +1,16 @@
 """Read back what the W&B and TensorBoard trackers wrote: offline run files and event files.
 
-W&B's offline ``run-<id>.wandb`` files are a LevelDB-style log of protobuf ``Record``s (the
-format ``wandb sync`` reads): a 7-byte file header, then 32 KiB blocks of chunks, each with a
-7-byte header (checksum, length, type: full, first, middle, last).
+W&B's run files are read with tunelab's own reader (``tunelab.tracking.wandb_files``), which the
+tracker uses to see what a run already holds.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
-_BLOCK = 32768
-_HEADER = 7
-
-
-def wandb_records(path: Path) -> list[Any]:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    ident, magic, version = struct.unpack("<4sHB", data[:_HEADER])
-    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), path
-    records, pos, parts = [], _HEADER, b""
-    while pos + _HEADER <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:  # the rest of a block too small for a header is padding
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
-        if length == 0 and kind == 0:
-            pos += left
-            continue
-        chunk = data[pos + _HEADER:pos + _HEADER + length]
-        pos += _HEADER + length
-        parts = chunk if kind in (1, 2) else parts + chunk
-        if kind in (1, 4):  # full, last
-            record = pb.Record()
-            record.ParseFromString(parts)
-            records.append(record)
-            parts = b""
-    return records
+from tunelab.tracking.wandb_files import records as wandb_records
 
 
 def wandb_runs(root: Path) -> dict[str, dict[str, Any]]:

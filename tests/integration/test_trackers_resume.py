@@ -41,9 +41,12 @@ ENV = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "t
 
 
 def tunelab(cwd: Path) -> subprocess.Popen:
+    # Not WANDB_SERVICE: W&B exports it once a test in this process has used W&B, and a driver
+    # that inherits it sends its runs to this process's W&B service instead of its own.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     return subprocess.Popen([sys.executable, "-m", "tunelab.cli.main", "run", "study.yaml"], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, **ENV})
+                            env={**env, **ENV})
 
 
 def states(cwd: Path) -> list[str]:

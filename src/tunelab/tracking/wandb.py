@@ -21,6 +21,7 @@ from tunelab.errors import require
 from tunelab.tracking.callback import STUDY_KEY, TrackerCallback
 from tunelab.tracking.settings import WandbSettings
 from tunelab.tracking.spool import RunMap
+from tunelab.tracking.wandb_files import steps_held
 from tunelab.tracking.writer import RecordRejected, Writer, _short
 
 
@@ -50,6 +51,7 @@ class WandbWriter(Writer):
         self.settings = settings
         self.wandb = require("wandb", "wandb")
         self._live: dict[str, Any] = {}
+        self._held: dict[str, int] = {}  # steps a run's files held when it was taken up again
 
     def classify(self, exc: BaseException) -> Exception:
         if isinstance(exc, self.wandb.errors.UsageError):  # a bad project name, say: it stays bad
@@ -66,6 +68,8 @@ class WandbWriter(Writer):
         mode = os.environ.get("WANDB_MODE") if os.environ.get("WANDB_MODE") in ("offline", "disabled") \
             else self.settings.mode
         Path(self.settings.dir).mkdir(parents=True, exist_ok=True)
+        # A run taken up again (a resume after a kill -9) may hold steps already: not logged twice.
+        self._held[key] = steps_held(self.settings.dir, run_id)
         run = self.wandb.init(
             project=self.settings.project, entity=self.settings.entity, group=self.settings.group,
             name=f"trial_{number:04d}", id=run_id, job_type="trial", config=dict(record.get("config") or {}),
@@ -92,8 +96,10 @@ class WandbWriter(Writer):
             if value is not None and name != "duration_s":
                 by_step.setdefault(int(step), {})[name] = float(value)
         run = self._open(record["key"], record)
+        held = self._held.get(record["key"], 0)
         for step in sorted(by_step):
-            run.log(by_step[step], step=step, commit=True)  # out now, before a summary that follows
+            if step >= held:
+                run.log(by_step[step], step=step, commit=True)  # out now, before a summary that follows
 
     def end(self, record: Mapping[str, Any], replay: bool) -> None:
         run = self._open(record["key"], record)
@@ -105,6 +111,7 @@ class WandbWriter(Writer):
         run.summary.update(summary)
         run.finish(exit_code=0 if record.get("status") == "FINISHED" else 1)
         self._live.pop(record["key"], None)
+        self._held.pop(record["key"], None)
         self.runs.mark_ended(record["key"])
 
     def finish(self, record: Mapping[str, Any], replay: bool) -> None:

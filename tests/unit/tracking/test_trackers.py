@@ -210,3 +210,31 @@ def test_tensorboard_records_sent_again_after_a_crash_are_not_written_twice(tmp_
     assert [step for step, _ in run["scalars"]["score"]] == [0, 1, 2, 3]
     assert [step for step, _ in run["scalars"]["other"]] == [2]  # what never reached the file is written
     assert len(run["hparams"]) == 1 and len(run["status"]) == 1
+
+
+def test_wandb_records_replayed_after_a_crash_are_not_logged_twice(tmp_path: Path) -> None:
+    """A kill -9 after W&B wrote a trial's run but before tunelab marked it ended: the next run
+    replays the trial from storage. Each step stays once in the run's offline files (seen once in
+    a fresh-clone `make test`: steps 0, 1, 2, 0, 1, 2 in test_trackers_resume)."""
+    from tunelab.tracking.settings import WandbSettings
+    from tunelab.tracking.spool import RunMap
+    from tunelab.tracking.wandb import WandbWriter
+
+    settings = WandbSettings(project="proj", group="tracked", mode="offline", dir=str(tmp_path / "wb"))
+    trial = {"op": "trial", "key": "trial:2", "number": 2, "start_ms": 1000, "config": {"x": 1}}
+    logs = [{"op": "log", "key": "trial:2", "metrics": [["score", 0.1 * i, 1000 + i, i]]} for i in range(3)]
+    end = {"op": "end", "key": "trial:2", "number": 2, "status": "FINISHED", "end_ms": 5000,
+           "metrics": [["score", 0.3, 5000, 3]], "tags": {"state": "complete", "failure_kind": ""},
+           "config": {"x": 1}, "summary": {}}
+    state = tmp_path / "state"
+    before_the_kill = WandbWriter(settings, RunMap(state))
+    for record in (trial, *logs):
+        before_the_kill.send(record)
+    before_the_kill._live.pop("trial:2").finish()  # written, then killed before `end` was marked
+    after = WandbWriter(settings, RunMap(state))  # the next run: the trial replayed from storage
+    for record in (trial, *logs, end):
+        after.send(record, replay=True)
+    after.close()
+    (run,) = wandb_runs(tmp_path / "wb").values()
+    assert [h["_step"] for h in run["history"] if "score" in h] == [0, 1, 2, 3]
+    assert run["summary"]["state"] == "complete"
