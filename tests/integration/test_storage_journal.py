@@ -82,9 +82,14 @@ def test_a_record_cut_short_by_the_kill_does_not_spoil_the_next_ones(tmp_path: P
     assert len(optuna.load_study(study_name="after", storage=again).trials) == 1
 
 
-def _append_many(url: str, barrier: Any, results: Any, n: int) -> None:
+def _append_many(url: str, barrier: Any, results: Any, n: int, optunas_lock: bool = False) -> None:
     try:
-        storage = open_storage(url)
+        if optunas_lock:  # a plain Optuna process: its own backend and symlink lock
+            from optuna.storages.journal import JournalFileBackend
+
+            storage = optuna.storages.JournalStorage(JournalFileBackend(url))
+        else:
+            storage = open_storage(url)
         study = optuna.create_study(storage=storage, study_name="shared", load_if_exists=True)
         barrier.wait(timeout=120)
         for i in range(n):
@@ -112,20 +117,6 @@ def test_several_live_processes_append_without_losing_or_spoiling_a_record(tmp_p
     assert sorted(t.number for t in study.trials) == list(range(writers * per_writer))
 
 
-def _append_many_with_optunas_lock(path: str, barrier: Any, results: Any, n: int) -> None:
-    try:
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = optuna.storages.JournalStorage(JournalFileBackend(path))  # Optuna's own symlink lock
-        study = optuna.load_study(study_name="shared", storage=storage)
-        barrier.wait(timeout=120)
-        for i in range(n):
-            study.enqueue_trial({"x": float(i)}, skip_if_exists=False)
-        results.put("ok")
-    except BaseException:  # noqa: BLE001
-        results.put(traceback.format_exc())
-
-
 def test_plain_optuna_processes_and_tunelab_processes_append_to_one_journal_together(tmp_path: Path) -> None:
     # Both locks are <journal>.lock: whichever made it, the others wait (neither breaks a live one).
     path = str(tmp_path / "tunelab.journal")
@@ -135,8 +126,7 @@ def test_plain_optuna_processes_and_tunelab_processes_append_to_one_journal_toge
     per_writer = 60
     barrier, results = ctx.Barrier(4), ctx.Queue()
     procs = [ctx.Process(target=_append_many, args=(url, barrier, results, per_writer)) for _ in range(2)]
-    procs += [ctx.Process(target=_append_many_with_optunas_lock, args=(path, barrier, results, per_writer))
-              for _ in range(2)]
+    procs += [ctx.Process(target=_append_many, args=(path, barrier, results, per_writer, True)) for _ in range(2)]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=240) for _ in procs]
