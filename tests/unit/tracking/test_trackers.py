@@ -231,6 +231,10 @@ def test_wandb_records_replayed_after_a_crash_are_not_logged_twice(tmp_path: Pat
     for record in (trial, *logs):
         before_the_kill.send(record)
     before_the_kill._live.pop("trial:2").finish()  # written, then killed before `end` was marked
+    # W&B names a run's directory by the second it started (older W&B: a run started in the same
+    # second takes the same directory over); a resume comes later: name it as an earlier second's.
+    (first,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    first.rename(first.with_name("offline-run-20260101_000000-" + first.name.split("-", 3)[3]))  # -<run id>
     after = WandbWriter(settings, RunMap(state))  # the next run: the trial replayed from storage
     for record in (trial, *logs, end):
         after.send(record, replay=True)
