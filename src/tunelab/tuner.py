@@ -133,7 +133,7 @@ class Tuner:
         self._finished: list[TrialRecord] = []
         self._finished_counted = 0  # of those, the ones the trial budget counts (kept as they come)
         self._counts = {State.COMPLETE: 0, State.PRUNED: 0, State.FAILED: 0}
-        self._durations: list[float] = []
+        self._durations_n = 0  # trials that ended here, and their seconds in all (the ETA's mean)
         self._durations_total = 0.0
         self._best: float | None = None
         self._ranked: list[tuple[float, int, str]] = []  # (score, number, dir) of feasible complete trials
@@ -646,8 +646,8 @@ class Tuner:
         if event.trial_id not in self._repeating:
             self.scheduler.on_end(record)
         self._counts[state] += 1
-        self._durations.append(self.clock() - live.started)
-        self._durations_total += self._durations[-1]
+        self._durations_n += 1
+        self._durations_total += self.clock() - live.started
         feasible = state == State.COMPLETE and self.metrics.feasible(metrics)
         if feasible and values and not self.metrics.is_multi_objective:
             if self._best is None or self.metrics.primary.better(values[0], self._best):
@@ -868,12 +868,12 @@ class Tuner:
         if self.on_progress is None:
             return
         eta = None
-        if self._durations and self.trials is not None:
+        if self._durations_n and self.trials is not None:
             # An estimate from what this driver knows: no storage scan on every progress tick.
             used = len(self._live) + self._finished_counted
             now = self.clock()
             total = self.trials + (self.repeats.extra_trials if self.repeats is not None else 0)
-            eta = estimate_eta(self._durations_total / len(self._durations), max(0, total - used),
+            eta = estimate_eta(self._durations_total / self._durations_n, max(0, total - used),
                                [now - live.started for live in self._live.values()], self._workers())
         failures, self._new_failures = tuple(self._new_failures), []
         self.on_progress(Progress(len(self._live), self._counts[State.COMPLETE], self._counts[State.PRUNED],

@@ -68,8 +68,8 @@ class WandbWriter(Writer):
         mode = os.environ.get("WANDB_MODE") if os.environ.get("WANDB_MODE") in ("offline", "disabled") \
             else self.settings.mode
         Path(self.settings.dir).mkdir(parents=True, exist_ok=True)
-        # A run taken up again (a resume after a kill -9) may hold steps already: not logged twice.
-        self._held[key] = steps_held(self.settings.dir, run_id)
+        if self.runs.get(key) is not None:  # taken up again (a resume after a kill -9): what does it hold?
+            self._held[key] = steps_held(self.settings.dir, run_id)  # those steps are not logged twice
         run = self.wandb.init(
             project=self.settings.project, entity=self.settings.entity, group=self.settings.group,
             name=f"trial_{number:04d}", id=run_id, job_type="trial", config=dict(record.get("config") or {}),

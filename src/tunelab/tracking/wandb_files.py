@@ -10,6 +10,7 @@ Nothing in them is executed: protobuf messages are data.
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,6 @@ def records(path: Path) -> list[Any]:
 def steps_held(directory: str | Path, run_id: str) -> int:
     """How many steps (0, 1, ...) of run ``run_id`` W&B's files under ``directory`` hold: one more
     than the highest ``_step`` logged in any of its files (a resumed run adds a file)."""
-    import json
-
     highest = -1
     for path in sorted(Path(directory).glob(f"wandb/*run-*-{run_id}/run-{run_id}.wandb")):
         for record in records(path):
