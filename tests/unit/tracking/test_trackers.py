@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,7 @@ def test_wandb_records_replayed_after_a_crash_are_not_logged_twice(tmp_path: Pat
     from tunelab.tracking.settings import WandbSettings
     from tunelab.tracking.spool import RunMap
     from tunelab.tracking.wandb import WandbWriter
+    from tunelab.tracking.wandb_files import steps_held
 
     settings = WandbSettings(project="proj", group="tracked", mode="offline", dir=str(tmp_path / "wb"))
     trial = {"op": "trial", "key": "trial:2", "number": 2, "start_ms": 1000, "config": {"x": 1}}
@@ -231,6 +233,12 @@ def test_wandb_records_replayed_after_a_crash_are_not_logged_twice(tmp_path: Pat
     for record in (trial, *logs):
         before_the_kill.send(record)
     before_the_kill._live.pop("trial:2").finish()  # written, then killed before `end` was marked
+    # The scenario is a run W&B has written: older W&B (0.19) may still be writing after finish().
+    run_id = RunMap(state).get("trial:2")
+    deadline = time.monotonic() + 60
+    while steps_held(tmp_path / "wb", run_id) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert steps_held(tmp_path / "wb", run_id) == 3
     # W&B names a run's directory by the second it started (older W&B: a run started in the same
     # second takes the same directory over); a resume comes later: name it as an earlier second's.
     (first,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
