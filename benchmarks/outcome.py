@@ -800,6 +800,22 @@ def settings_of(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             "grid_parallel": args.grid_parallel, "space": DEFAULT_SPACE, "data": str(data)}
 
 
+def pooled(files: Sequence[Mapping[str, Any]], argv: list[str] | None) -> dict[str, Any]:
+    """Several runs' results as one (their runs together), refused unless their settings agree."""
+    def same(saved: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in saved["settings"].items() if k not in ("data", "seeds")}
+
+    if any(same(f) != same(files[0]) for f in files):
+        raise SystemExit("--pool: these runs have other settings; pool only runs of the same sizes")
+    runs = [r for f in files for r in f["runs"]]
+    if len({(r["system"], r["seed"]) for r in runs}) < len(runs):
+        raise SystemExit("--pool: a system and seed appear twice; pool runs of different seeds")
+    return {**files[0], "runs": runs, "command": "python benchmarks/outcome.py " + " ".join(argv or sys.argv[1:]),
+            "when": min(f["when"] for f in files), "updated": max(f["updated"] for f in files),
+            "commit": ", ".join(dict.fromkeys(f["commit"] for f in files)), "load_end": files[-1].get("load_end"),
+            "settings": {**files[0]["settings"], "seeds": len({r["seed"] for r in runs})}}
+
+
 def write(out: Path, saved: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     saved["updated"] = C.now_utc()
@@ -833,6 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke: 200/100/100 reviews, 2 trials, 1 epoch (grid: 1), 1 seed, to a temp dir")
     parser.add_argument("--render", type=Path, help="rewrite the .md next to this outcome.json")
+    parser.add_argument("--pool", type=Path, nargs="+", metavar="JSON",
+                        help="print one table over the runs of several outcome.json files of the same settings "
+                             "(e.g. seeds 0-2 and held-out seeds 3-5)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per system and seed")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -840,6 +859,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         _worker_main(args.worker, args.seed, json.loads(args.settings))
+        return 0
+    if args.pool:
+        print(render(pooled([json.loads(path.read_text()) for path in args.pool], argv)))
         return 0
     if args.render:
         saved = json.loads(args.render.read_text())
