@@ -451,17 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out) if args.out else None
     json_path = out_dir / "search.json" if out_dir else None
     previous = json.loads(json_path.read_text()) if args.resume and json_path and json_path.exists() else None
-    meta = (previous or {}).get("meta") or {
+    this_run = {  # what the table says of this command, whether it starts the file or resumes it
         "command": "python " + " ".join(["benchmarks/search.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": now_utc(), "commit": git_commit(), "machine": machine_info(), "seeds": args.seeds,
-        "budgets": list(budgets), "load_start": machine_info()["load_average"],
-        "versions": versions(["optuna", "numpy", "scipy", "torch", "coco-experiment"]), "elapsed_s": 0.0}
+        "date": now_utc(), "commit": git_commit(), "load_start": machine_info()["load_average"],
+        "versions": versions(["optuna", "numpy", "scipy", "torch", "coco-experiment"])}
+    meta = (previous or {}).get("meta") or {**this_run, "machine": machine_info(), "seeds": args.seeds,
+                                            "budgets": list(budgets), "elapsed_s": 0.0}
     started = time.monotonic() - meta.get("elapsed_s", 0.0)
     if previous:  # the commands that filled it, in order
-        meta.setdefault("resumed_by", []).append(
-            {"command": "python " + " ".join(["benchmarks/search.py", *(argv if argv is not None else sys.argv[1:])]),
-             "date": now_utc(), "commit": git_commit(), "load_start": machine_info()["load_average"],
-             "versions": versions(["optuna", "numpy", "scipy", "torch", "coco-experiment"])})
+        meta.setdefault("resumed_by", []).append(this_run)
 
     def save(results: dict[str, Any]) -> None:
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
