@@ -692,6 +692,45 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        if "error" in r]}
 
 
+def paired(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """tunelab against each peer, seed by seed (the seeds both ran): the test accuracy difference and
+    the CPU ratio. Seeds share data, search seed and training seed, so the pairing removes much of what
+    a seed moves; the sign test counts seeds won against seeds lost (ties dropped)."""
+    from scipy.stats import binomtest
+
+    ok = {(r["system"], r["seed"]): r for r in runs if "error" not in r}
+    out = []
+    for peer in PEERS:
+        seeds = sorted(s for (name, s) in ok if name == peer and ("tunelab", s) in ok)
+        if not seeds:
+            continue
+        diffs = [ok["tunelab", s]["test_accuracy"] - ok[peer, s]["test_accuracy"] for s in seeds]
+        ratios = [ok["tunelab", s]["model_cpu_s"] / ok[peer, s]["model_cpu_s"] for s in seeds]
+        won, lost = sum(d > EPS for d in diffs), sum(d < -EPS for d in diffs)
+        mean = sum(diffs) / len(diffs)
+        se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5 if len(diffs) > 1 else None
+        out.append({"peer": peer, "seeds": seeds, "diffs": diffs, "won": won, "tied": len(diffs) - won - lost,
+                    "lost": lost, "mean": mean, "se": se, "cpu_ratios": ratios,
+                    "sign_p": binomtest(won, won + lost).pvalue if won + lost else None})
+    return out
+
+
+def _paired_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    rows = paired(runs)
+    if not rows:
+        return ""
+    table = C.md_table(
+        ["tunelab against", "seeds", "test accuracy difference per seed (points)", "won / tied / lost",
+         "mean difference ± standard error (points)", "sign test p", "tunelab's CPU s over the peer's, median (each)"],
+        [[LABELS[r["peer"]], len(r["seeds"]), ", ".join(f"{100 * d:+.1f}" for d in r["diffs"]),
+          f"{r['won']} / {r['tied']} / {r['lost']}",
+          f"{100 * r['mean']:+.1f}" + ("" if r["se"] is None else f" ± {100 * r['se']:.1f}"),
+          "—" if r["sign_p"] is None else f"{r['sign_p']:.2f}",
+          f"{C.median(r['cpu_ratios']):.2f}x ({', '.join(f'{x:.2f}' for x in r['cpu_ratios'])})"] for r in rows])
+    return ("Paired, seed by seed (the same data, search seed and training seed on both sides; printed beside the "
+            "goal, not part of it):\n\n" + table + "\n")
+
+
 def _each(values: Sequence[Any], spec: str) -> str:
     return ", ".join("—" if v is None else format(v, spec) for v in values)
 
@@ -782,6 +821,7 @@ validation accuracy among the peers in that seed ({targets}).
 
 {goal}
 
+{_paired_table(saved['runs'])}
 {winners}
 {failed}
 """
