@@ -61,7 +61,7 @@ across the four systems): 800 reviews, estimated 36-37 minutes. The table at 800
 reports the goal, whatever it shows; the tables at 1,000 reviews stay committed beside it. At 300
 reviews most models stay at chance.
 
-Seeds 6-8 (fixed on 2026-12-01 at 07:05 UTC, before they ran): the last run of three seeds passed the
+Seeds 6-8 (fixed on 2026-12-01 at 07:01 UTC, before they ran): the last run of three seeds passed the
 goal on seeds 0-2 and failed it on held-out seeds 3-5 by 3 test reviews, so a third triple at the same
 sizes and code (``--first-seed 6``) is run and reported whatever it shows, and the nine seeds are
 pooled (``--pool``): the goal line over the nine seeds' medians, and beside it each peer's paired
