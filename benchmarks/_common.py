@@ -70,6 +70,11 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def versions(packages: Iterable[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in packages:

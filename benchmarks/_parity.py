@@ -24,12 +24,12 @@ the loop's ``train_seconds``; ``trainer.train()``.
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import _common as C
 import numpy as np
 
 HPARAMS = {"learning_rate": 2e-4, "per_device_train_batch_size": 32, "num_train_epochs": 2}
@@ -204,15 +204,11 @@ def worker(args: Any, emit: Callable[[dict[str, Any]], None]) -> None:
 
 # ---- summary -------------------------------------------------------------------------------
 
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def paired_gap(runs: list[dict[str, Any]], ref: list[dict[str, Any]]) -> tuple[float, float]:
     """Mean and standard error (points) of accuracy minus the reference's, paired by seed."""
     by_seed = {r["seed"]: r["accuracy"] for r in ref}
     diffs = [100 * (r["accuracy"] - by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
     if not diffs:
         return math.nan, math.nan
-    m, sd = mean_sd(diffs)
+    m, sd = C.mean_sd(diffs)
     return m, sd / math.sqrt(len(diffs))

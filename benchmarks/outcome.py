@@ -59,16 +59,16 @@ on 2026-12-01, before the run at these sizes, from the run at 1,000 training rev
 (``results/outcome_train1000.md``: 46.6 minutes, about 0.8 s of a seed's 883 s per training review
 across the four systems): 800 reviews, estimated 36-37 minutes. The table at 800 is the one that
 reports the goal, whatever it shows; the tables at 1,000 reviews stay committed beside it. At 300
-reviews most models stay at chance.
+reviews most models stay at chance. With tunelab's default space (lr <= 3e-4) and so few updates
+some models may stay near chance: the goal line then says it compares nothing. The demo's sizes
+(``--train 2000 --validation 500 --max-epochs 3``) take hours on 2 cores.
 
 Seeds 6-8 (fixed on 2026-12-01 at 07:01 UTC, before they ran): the last run of three seeds passed the
 goal on seeds 0-2 and failed it on held-out seeds 3-5 by 3 test reviews, so a third triple at the same
 sizes and code (``--first-seed 6``) is run and reported whatever it shows, and the nine seeds are
 pooled (``--pool``): the goal line over the nine seeds' medians, and beside it each peer's paired
 difference per seed (tunelab's test accuracy minus the peer's; seeds won, tied, lost; mean and its
-standard error) and tunelab's CPU seconds over the peer's per seed. Nothing else is run on these sizes. With tunelab's default space (lr <= 3e-4) and so few updates
-some models may stay near chance: the goal line then says it compares nothing. The demo's sizes
-(``--train 2000 --validation 500 --max-epochs 3``) take hours on 2 cores.
+standard error) and tunelab's CPU seconds over the peer's per seed. Nothing else is run on these sizes.
 
     python benchmarks/outcome.py                 # full: 3 seeds x 4 systems, writes results/outcome.{json,md}
     python benchmarks/outcome.py --quick         # smoke: 200 reviews, 2 trials, 1 epoch, 1 seed, to a temp dir
@@ -707,8 +707,8 @@ def paired(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         diffs = [ok["tunelab", s]["test_accuracy"] - ok[peer, s]["test_accuracy"] for s in seeds]
         ratios = [ok["tunelab", s]["model_cpu_s"] / ok[peer, s]["model_cpu_s"] for s in seeds]
         won, lost = sum(d > EPS for d in diffs), sum(d < -EPS for d in diffs)
-        mean = sum(diffs) / len(diffs)
-        se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5 if len(diffs) > 1 else None
+        mean, sd = C.mean_sd(diffs)
+        se = sd / len(diffs) ** 0.5 if len(diffs) > 1 else None
         out.append({"peer": peer, "seeds": seeds, "diffs": diffs, "won": won, "tied": len(diffs) - won - lost,
                     "lost": lost, "mean": mean, "se": se, "cpu_ratios": ratios,
                     "sign_p": binomtest(won, won + lost).pvalue if won + lost else None})

@@ -474,11 +474,11 @@ def render_parity(report: dict[str, Any]) -> str:
         rows = []
         for system, rs in runs.items():
             acc = [100 * r["accuracy"] for r in rs]
-            mean, sd = P.mean_sd(acc)
+            mean, sd = C.mean_sd(acc)
             gap, se = P.paired_gap(rs, ref) if ref and system != "hf" else (math.nan, math.nan)
             label = "HF Trainer (dynamic padding, random batches)" if system == "hf" else P.VARIANTS.get(system, system)
             train_s = C.median(r["train_s"] for r in rs)
-            ref_mean = P.mean_sd([100 * r["accuracy"] for r in ref])[0] if ref else math.nan
+            ref_mean = C.mean_sd([100 * r["accuracy"] for r in ref])[0] if ref else math.nan
             meets = "—" if system == "hf" or not ref else (
                 "yes" if mean >= ref_mean - PARITY_GOAL_POINTS else f"no ({mean - ref_mean:+.2f})")
             rows.append([f"`{system}`", label, f"{mean:.2f} ± {sd:.2f}", meets, " / ".join(f"{a:.1f}" for a in acc),
